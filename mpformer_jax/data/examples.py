@@ -1,0 +1,170 @@
+"""Leave-one-out examples: (user, target position) pairs -> fixed-shape schema batches.
+
+Split (DESIGN 3): for a user with n events (0-indexed) the event at n - 1 is the test target,
+n - 2 the validation target and positions 1..n-3 are training targets, so users with n < 4
+give no training example. The example for target position p has the history
+events[max(0, p - max_len):p], left-padded to max_len (newest event in the last column).
+
+Why batched: building B examples at once lets one vectorised `item_features` call cover the
+whole [B, max_len] history, which dominates the per-example cost otherwise.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from mpformer_jax.data import schema
+
+MIN_EVENTS_FOR_TRAINING = 4     # 1 history event + 1 train target + valid + test targets
+SPLIT_OFFSETS = {"valid": 2, "test": 1}     # target position = n - offset
+
+
+def num_train_examples(lengths: np.ndarray) -> np.ndarray:
+  """Training examples per user: n - 3 targets (positions 1..n-3), 0 if n < 4."""
+  return np.maximum(np.asarray(lengths, np.int64) - (MIN_EVENTS_FOR_TRAINING - 1), 0)
+
+
+class ExampleIndex:
+  """Maps flat training-example indices to (user, target position) pairs.
+
+  Only the [num_users] cumulative counts are stored, so a 1M-user source costs 8 MB and a
+  lookup is one `np.searchsorted`.
+  """
+
+  def __init__(self, lengths: np.ndarray):
+    counts = num_train_examples(lengths)
+    if counts.ndim != 1:
+      raise ValueError(f"lengths must be 1-D, got shape {counts.shape}")
+    self._ends = np.cumsum(counts, dtype=np.int64)    # exclusive end of each user's block
+    self._starts = self._ends - counts
+    if self.num_examples == 0:
+      raise ValueError("no training examples: every user has fewer than "
+                       f"{MIN_EVENTS_FOR_TRAINING} events (lengths max "
+                       f"{int(np.max(lengths, initial=0))})")
+
+  @classmethod
+  def from_source(cls, source: schema.SequenceSource) -> ExampleIndex:
+    return cls(source.lengths())
+
+  @property
+  def num_examples(self) -> int:
+    return int(self._ends[-1]) if self._ends.size else 0
+
+  def __len__(self) -> int:
+    return self.num_examples
+
+  def lookup(self, index: np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
+    """(user, position) int64 arrays of flat example indices (any shape)."""
+    index = np.asarray(index, np.int64)
+    if index.size and (index.min() < 0 or index.max() >= self.num_examples):
+      bad = index[(index < 0) | (index >= self.num_examples)].flat[0]
+      raise ValueError(f"example index {int(bad)} out of range [0, {self.num_examples})")
+    user = np.searchsorted(self._ends, index, side="right")
+    return user, index - self._starts[user] + 1
+
+
+def check_logq_table(spec: schema.DatasetSpec, logq_table: np.ndarray) -> np.ndarray:
+  """The logQ table as float32 [num_items + 1]; ValueError on a wrong shape or non-finite."""
+  table = np.asarray(logq_table, np.float32)
+  if table.shape != (spec.item_vocab_size,):
+    raise ValueError(f"logq_table: shape {table.shape}, expected ({spec.item_vocab_size},)")
+  if not np.isfinite(table).all():
+    raise ValueError("logq_table: NaN or infinite value")
+  return table
+
+
+def make_examples(source: schema.SequenceSource, users: np.ndarray, positions: np.ndarray,
+                  max_len: int, logq_table: np.ndarray, *,
+                  validate: bool = True) -> dict[str, np.ndarray]:
+  """Stacked examples (schema batch keys, leading dim B) for target (user, position) pairs.
+
+  With `validate`, the assembled batch goes through `schema.validate_batch` (one vectorised
+  check, not B per-user ones); on failure each sequence is re-checked with
+  `schema.validate_sequence` so the error names the user and field.
+  """
+  if max_len < 1:
+    raise ValueError(f"max_len must be >= 1, got {max_len}")
+  spec = source.spec
+  users = np.asarray(users, np.int64).reshape(-1)
+  positions = np.asarray(positions, np.int64).reshape(-1)
+  if users.shape != positions.shape:
+    raise ValueError(f"users {users.shape} and positions {positions.shape} differ in shape")
+  table = np.asarray(logq_table, np.float32)
+  if table.shape != (spec.item_vocab_size,):
+    raise ValueError(f"logq_table: shape {table.shape}, expected ({spec.item_vocab_size},)")
+  b, n_ev, n_obj = users.size, len(spec.event_features), len(spec.objectives)
+  hist_ids = np.zeros((b, max_len), np.int32)
+  hist_events = np.zeros((b, max_len, n_ev), np.int32)
+  user_feats = np.zeros((b, len(spec.user_features)), np.int32)
+  target_ids = np.zeros((b,), np.int32)
+  labels = np.zeros((b, n_obj), np.float32)
+  seqs = []
+  for row, (user, pos) in enumerate(zip(users.tolist(), positions.tolist())):
+    seq = source.user(user)
+    seqs.append(seq)
+    ids = seq[schema.SEQ_ITEM_IDS]
+    n = len(ids)
+    if n == 0:
+      schema.validate_sequence(spec, seq, user)    # raises: empty sequence
+    if not 1 <= pos < n:
+      raise ValueError(f"user {user}: target position {pos} out of range [1, {n}) "
+                       f"for a sequence of {n} events")
+    lo = max(0, pos - max_len)
+    hist_ids[row, max_len - (pos - lo):] = ids[lo:pos]
+    hist_events[row, max_len - (pos - lo):] = seq[schema.SEQ_EVENT_FEATURES][lo:pos]
+    user_feats[row] = seq[schema.SEQ_USER_FEATURES]
+    target_ids[row] = ids[pos]
+    labels[row] = seq[schema.SEQ_LABELS][pos]
+  if validate:   # ids must be checked before they index the logQ table / feature lookup
+    _check_ids(spec, hist_ids, target_ids, users, seqs)
+  batch = {
+      schema.HISTORY_IDS: hist_ids,
+      schema.HISTORY_ITEM_FEATURES: np.asarray(source.item_features(hist_ids), np.int32),
+      schema.HISTORY_EVENT_FEATURES: hist_events,
+      schema.USER_FEATURES: user_feats,
+      schema.TARGET_ID: target_ids,
+      schema.TARGET_ITEM_FEATURES: np.asarray(source.item_features(target_ids), np.int32),
+      schema.TARGET_LABELS: labels,
+      schema.TARGET_LOGQ: table[target_ids],
+      schema.USER_INDEX: users.astype(np.int32),
+  }
+  if validate:
+    try:
+      schema.validate_batch(spec, batch)
+    except ValueError:
+      for user, seq in zip(users.tolist(), seqs):
+        schema.validate_sequence(spec, seq, user)
+      raise
+  return batch
+
+
+def _check_ids(spec: schema.DatasetSpec, hist_ids: np.ndarray, target_ids: np.ndarray,
+               users: np.ndarray, seqs: list[Mapping[str, np.ndarray]]) -> None:
+  bad_rows = (((hist_ids < 0) | (hist_ids > spec.num_items)).any(axis=1)
+              | (target_ids < 1) | (target_ids > spec.num_items))
+  for row in np.flatnonzero(bad_rows):
+    schema.validate_sequence(spec, seqs[row], int(users[row]))    # raises, naming the id
+
+
+def make_example(source: schema.SequenceSource, user: int, position: int, max_len: int,
+                 logq_table: np.ndarray) -> dict[str, np.ndarray]:
+  """One example (schema keys without the batch dim) with target `position` of `user`."""
+  batch = make_examples(source, np.array([user]), np.array([position]), max_len, logq_table)
+  return {key: value[0] for key, value in batch.items()}
+
+
+def split_positions(lengths: np.ndarray, users: np.ndarray, split: str) -> np.ndarray:
+  """Target positions of `split` ("valid": n - 2, "test": n - 1) for users with n >= 4."""
+  if split not in SPLIT_OFFSETS:
+    raise ValueError(f"split must be one of {tuple(SPLIT_OFFSETS)}, got {split!r}")
+  users = np.asarray(users, np.int64)
+  if users.size and (users.min() < 0 or users.max() >= len(lengths)):
+    bad = users[(users < 0) | (users >= len(lengths))][0]
+    raise ValueError(f"users: user index {int(bad)} out of range [0, {len(lengths)})")
+  n = np.asarray(lengths, np.int64)[users]
+  short = n < MIN_EVENTS_FOR_TRAINING
+  if short.any():
+    raise ValueError(f"users: user {int(users[short][0])} has {int(n[short][0])} events; "
+                     f"evaluation needs >= {MIN_EVENTS_FOR_TRAINING}")
+  return n - SPLIT_OFFSETS[split]

@@ -1,0 +1,89 @@
+"""In-batch softmax losses with logQ correction (KuaiFormer Eq. 10-12, DESIGN 2.7).
+
+Candidates are the batch's target items. For row b with positive b:
+  logit(b, c) = s_b(x_c) / T - log Q(x_c)          (logQ correction, optional)
+  logit(b, c) = -inf  if c != b and id_c == id_b    (accidental hit)
+  p = softmax over candidates c
+Kinds:
+  "smooth_logq":      L = -(1-a) log p(x+) - (a/C) sum_{c != b} log(1 - p(x_c))
+  "label_smoothing":  L = -(1-a) log p(x+) - (a/C') sum_{valid c} log p(x_c)
+  "softmax":          L = -log p(x+)
+with C the number of candidates and C' the number of unmasked ones.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from mpformer_jax.data import schema
+
+KINDS = ("smooth_logq", "label_smoothing", "softmax")
+_MASKED = -1e30
+
+
+def in_batch_logits(user: jax.Array, cand: jax.Array, cand_ids: jax.Array,
+                    cand_logq: jax.Array | None, temperature: float = 1.0) -> jax.Array:
+  """[B, C] corrected logits for user [B, k, d] (max over interests) vs candidates [C, d].
+
+  Row b's positive is candidate b (requires C == B); rows' own ids are cand_ids.
+  """
+  scores = jnp.max(jnp.einsum("bkd,cd->bkc", user, cand), axis=1) / temperature
+  if cand_logq is not None:
+    scores = scores - cand_logq[None, :]
+  b = user.shape[0]
+  accidental = (cand_ids[None, :] == cand_ids[:b, None]) & ~jnp.eye(b, cand.shape[0],
+                                                                      dtype=bool)
+  return jnp.where(accidental, _MASKED, scores)
+
+
+def in_batch_loss(logits: jax.Array, *, kind: str = "smooth_logq",
+                  alpha: float = 0.1) -> tuple[jax.Array, jax.Array]:
+  """Per-row loss [B] and correctness [B] (positive ranked first) from logits [B, C]."""
+  if kind not in KINDS:
+    raise ValueError(f"loss.kind must be one of {KINDS}, got {kind!r}")
+  b, c = logits.shape
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  pos = jnp.eye(b, c, dtype=bool)
+  logp_pos = jnp.sum(jnp.where(pos, logp, 0.0), axis=-1)
+  valid = logits > _MASKED / 2
+  if kind == "softmax":
+    loss = -logp_pos
+  elif kind == "smooth_logq":
+    # log(1 - p) computed stably; p is clipped away from 1 so the log stays finite.
+    log1m_p = jnp.log1p(-jnp.minimum(jnp.exp(logp), 1.0 - 1e-7))
+    neg = jnp.sum(jnp.where(~pos & valid, log1m_p, 0.0), axis=-1)
+    loss = -(1.0 - alpha) * logp_pos - (alpha / c) * neg
+  else:  # label_smoothing
+    uniform = jnp.sum(jnp.where(valid, logp, 0.0), axis=-1) / jnp.sum(valid, axis=-1)
+    loss = -(1.0 - alpha) * logp_pos - alpha * uniform
+  correct = jnp.argmax(logits, axis=-1) == jnp.arange(b)
+  return loss, correct
+
+
+def retrieval_loss(user: jax.Array, cand: jax.Array, batch: Mapping[str, jax.Array], *,
+                   objective_columns: Sequence[int], objective_weights: Sequence[float],
+                   kind: str, alpha: float, logq_correction: bool,
+                   temperature: float = 1.0) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Multi-objective in-batch loss: sum_o lambda_o * mean over rows with y[o] = 1 of L_o.
+
+  user [B, O, k, d]; cand [B, d] the batch's target embeddings. An objective with no
+  positive row in the batch contributes 0 (and reports count 0), never NaN.
+  """
+  labels = batch[schema.TARGET_LABELS]
+  cand_ids = batch[schema.TARGET_ID]
+  logq = batch[schema.TARGET_LOGQ] if logq_correction else None
+  total = jnp.zeros((), jnp.float32)
+  metrics = {}
+  for o, (col, weight) in enumerate(zip(objective_columns, objective_weights)):
+    logits = in_batch_logits(user[:, o], cand, cand_ids, logq, temperature)
+    rows, correct = in_batch_loss(logits, kind=kind, alpha=alpha)
+    y = labels[:, col].astype(jnp.float32)
+    count = jnp.sum(y)
+    loss_o = jnp.sum(rows * y) / jnp.maximum(count, 1.0)
+    total = total + weight * loss_o
+    metrics[f"loss/{o}"] = loss_o
+    metrics[f"accuracy/{o}"] = jnp.sum(correct * y) / jnp.maximum(count, 1.0)
+    metrics[f"count/{o}"] = count
+  return total, metrics

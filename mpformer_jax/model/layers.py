@@ -1,0 +1,156 @@
+"""Llama-style building blocks (DESIGN 2.4): RMSNorm, RoPE, masked attention, SwiGLU.
+
+Params carry logical axis names (MaxText style) so `parallel/` can shard them by rules kept
+in the config; on one device the names are inert.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = jnp.dtype
+NEG_INF = -1e30  # finite mask value: keeps softmax NaN-free even on fully masked rows
+
+
+def dense(features: int, axes: tuple[str, str], name: str, dtype=jnp.float32,
+          use_bias: bool = False) -> nn.Dense:
+  """A Dense layer whose kernel is annotated with logical axis names."""
+  return nn.Dense(features, use_bias=use_bias, dtype=dtype, name=name,
+                  kernel_init=nn.with_logical_partitioning(
+                      nn.initializers.lecun_normal(), axes))
+
+
+class RMSNorm(nn.Module):
+  """Root-mean-square layer norm without bias (Llama)."""
+  eps: float = 1e-6
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
+                       (x.shape[-1],), jnp.float32)
+    xf = x.astype(jnp.float32)
+    y = xf * jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + self.eps)
+    return (y * scale).astype(self.dtype)
+
+
+def rope(x: jax.Array, positions: jax.Array, base: float = 10_000.0) -> jax.Array:
+  """Rotary position embedding on x [..., S, H, D] with integer positions [..., S]."""
+  d = x.shape[-1]
+  if d % 2:
+    raise ValueError(f"RoPE needs an even head dim, got {d}")
+  freqs = base ** (-jnp.arange(0, d // 2, dtype=jnp.float32) * 2.0 / d)
+  angles = positions.astype(jnp.float32)[..., None] * freqs  # [..., S, D/2]
+  sin, cos = jnp.sin(angles)[..., None, :], jnp.cos(angles)[..., None, :]
+  x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
+  out = jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
+  return out.astype(x.dtype)
+
+
+def attention_weights(q: jax.Array, k: jax.Array, mask: jax.Array,
+                      bias: jax.Array | None = None) -> jax.Array:
+  """Softmax attention probabilities [B, H, Sq, Sk] in f32 (the pure-jnp reference path)."""
+  scale = q.shape[-1] ** -0.5
+  logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
+  if bias is not None:
+    logits = logits + bias
+  logits = jnp.where(mask, logits, NEG_INF)
+  return jax.nn.softmax(logits, axis=-1)
+
+
+class QKV(nn.Module):
+  """Per-head query, key and value projections: x [B, S, d] -> 3 x [B, S, H, D]."""
+  num_heads: int
+  head_dim: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    def proj(name):
+      return nn.DenseGeneral((self.num_heads, self.head_dim), use_bias=False, dtype=self.dtype,
+                             name=name, kernel_init=nn.with_logical_partitioning(
+                                 nn.initializers.lecun_normal(), ("embed", "heads", "kv")))(x)
+    return proj("query"), proj("key"), proj("value")
+
+
+class OutProj(nn.Module):
+  """Merge heads: [..., H, D] -> [..., d]."""
+  features: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return nn.DenseGeneral(self.features, axis=(-2, -1), use_bias=False, dtype=self.dtype,
+                           name="out", kernel_init=nn.with_logical_partitioning(
+                               nn.initializers.lecun_normal(), ("heads", "kv", "embed")))(x)
+
+
+class Attention(nn.Module):
+  """Multi-head self-attention with RoPE, a boolean mask and an optional additive bias."""
+  num_heads: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, mask: jax.Array, positions: jax.Array,
+               bias: jax.Array | None = None) -> jax.Array:
+    d = x.shape[-1]
+    if d % self.num_heads:
+      raise ValueError(f"d_model {d} is not divisible by num_heads {self.num_heads}")
+    q, k, v = QKV(self.num_heads, d // self.num_heads, self.dtype, name="qkv")(x)
+    q, k = rope(q, positions), rope(k, positions)
+    probs = attention_weights(q, k, mask, bias)
+    out = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
+    return OutProj(d, self.dtype, name="proj")(out)
+
+
+class SwiGLU(nn.Module):
+  """Gated SiLU feed-forward network without biases."""
+  hidden: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    d = x.shape[-1]
+    gate = dense(self.hidden, ("embed", "mlp"), "gate", self.dtype)(x)
+    up = dense(self.hidden, ("embed", "mlp"), "up", self.dtype)(x)
+    return dense(d, ("mlp", "embed"), "down", self.dtype)(nn.silu(gate) * up)
+
+
+class Block(nn.Module):
+  """Pre-RMSNorm transformer block: x + Attn(norm x), then + gate * FFN(norm x).
+
+  `ffn_gate` (optional, [B, 1, d] or broadcastable) scales the FFN output; MPFormer's
+  PEPNet-style user gate plugs in here.
+  """
+  num_heads: int
+  mlp_hidden: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, mask: jax.Array, positions: jax.Array,
+               bias: jax.Array | None = None,
+               ffn_gate: jax.Array | None = None) -> jax.Array:
+    x = x + Attention(self.num_heads, self.dtype, name="attn")(
+        RMSNorm(dtype=self.dtype, name="attn_norm")(x), mask, positions, bias)
+    h = SwiGLU(self.mlp_hidden, self.dtype, name="ffn")(RMSNorm(dtype=self.dtype,
+                                                               name="ffn_norm")(x))
+    if ffn_gate is not None:
+      h = h * ffn_gate
+    x = x + h
+    return nn.with_logical_constraint(x, ("batch", "seq", "embed"))
+
+
+class MLP(nn.Module):
+  """Two-layer SiLU MLP (the token and item MLPs of DESIGN 2.2 and 2.6)."""
+  hidden: int
+  out: int
+  dtype: Dtype = jnp.float32
+  activation: Callable[[jax.Array], jax.Array] = nn.silu
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = self.activation(dense(self.hidden, ("embed", "mlp"), "fc1", self.dtype, True)(x))
+    return dense(self.out, ("mlp", "embed"), "fc2", self.dtype, True)(x)

@@ -1,0 +1,148 @@
+"""The two-tower retriever: user tower (KuaiFormer / MPFormer) and item tower.
+
+User tower: token MLP over the history -> adaptive compression -> [user token] [groups]
+[raw items] [objective-conditioned query tokens] -> Llama blocks -> u[o, j] (DESIGN 2.2-2.5).
+Item tower: MLP over the shared id embedding and side features (DESIGN 2.6).
+Score for objective o: max_j <u[o, j], v_x>.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mpformer_jax.data import schema
+from mpformer_jax.model import masks
+from mpformer_jax.model.compression import Compressor, validate_schedule
+from mpformer_jax.model.embeddings import FeatureEmbed, ItemTable, ItemTower, TokenEmbedder
+from mpformer_jax.model.layers import MLP, Block, RMSNorm, dense
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Static model hyper-parameters (built from `config.model` by `from_config`)."""
+  max_len: int
+  d_model: int = 64
+  num_layers: int = 2
+  num_heads: int = 4
+  mlp_hidden: int = 256
+  item_embed_dim: int = 64
+  feature_dim: int = 16
+  num_queries: int = 4
+  output_dim: int = 64
+  objectives: tuple[str, ...] = ("click",)
+  user_token: bool = True
+  objective_embedding: bool = True
+  normalize: bool = False
+  schedule: tuple[tuple[int, int], ...] = ()
+  pool: str = "mean"
+  impl: str = "auto"
+  dtype: str = "float32"
+
+  @classmethod
+  def from_config(cls, model_cfg, max_len: int) -> "ModelConfig":
+    c = model_cfg
+    if c.dtype not in _DTYPES:
+      raise ValueError(f"model.dtype must be one of {sorted(_DTYPES)}, got {c.dtype!r}")
+    if c.d_model % c.num_heads:
+      raise ValueError(f"model.d_model={c.d_model} is not divisible by "
+                       f"model.num_heads={c.num_heads}")
+    if c.num_queries < 1:
+      raise ValueError(f"model.num_queries must be >= 1, got {c.num_queries}")
+    return cls(max_len=max_len, d_model=c.d_model, num_layers=c.num_layers,
+               num_heads=c.num_heads, mlp_hidden=c.mlp_hidden,
+               item_embed_dim=c.item_embed_dim, feature_dim=c.feature_dim,
+               num_queries=c.num_queries, output_dim=c.output_dim,
+               objectives=tuple(c.objectives), user_token=c.user_token,
+               objective_embedding=c.objective_embedding, normalize=c.normalize,
+               schedule=validate_schedule(c.compression.schedule, max_len),
+               pool=c.compression.pool, impl=c.compression.impl, dtype=c.dtype)
+
+
+class Retriever(nn.Module):
+  """User and item towers sharing the item-id table."""
+  spec: schema.DatasetSpec
+  cfg: ModelConfig
+
+  def setup(self):
+    c, dt = self.cfg, _DTYPES[self.cfg.dtype]
+    for name in c.objectives:
+      self.spec.objective_index(name)  # raises a clear error for unknown objectives
+    self.item_table = ItemTable(self.spec.item_vocab_size, c.item_embed_dim)
+    self.token_embedder = TokenEmbedder(c.d_model, self.spec.item_features,
+                                        self.spec.event_features, c.feature_dim, dt)
+    self.item_tower = ItemTower(c.output_dim, self.spec.item_features, c.feature_dim, dt)
+    self.compressor = Compressor(c.schedule, c.num_heads, c.mlp_hidden, c.pool, c.impl, dt)
+    if c.user_token and self.spec.user_features:
+      self.user_features = FeatureEmbed(self.spec.user_features, c.feature_dim)
+      self.user_mlp = MLP(2 * c.d_model, c.d_model, dt)
+    init = nn.with_logical_partitioning(nn.initializers.normal(0.02), (None, "embed"))
+    self.queries = self.param("queries", init, (c.num_queries, c.d_model), jnp.float32)
+    if c.objective_embedding and len(c.objectives) > 1:
+      self.objective_emb = self.param("objective_embedding", init,
+                                      (len(c.objectives), c.d_model), jnp.float32)
+    self.blocks = [Block(c.num_heads, c.mlp_hidden, dt) for _ in range(c.num_layers)]
+    self.final_norm = RMSNorm(dtype=dt)
+    self.head = dense(c.output_dim, ("embed", "mlp"), "head", dt)
+
+  @property
+  def has_user_token(self) -> bool:
+    return self.cfg.user_token and bool(self.spec.user_features)
+
+  def __call__(self, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """(user embeddings [B, O, k, out], target item embeddings [B, out]) for training."""
+    return self.user_embeddings(batch), self.embed_items(batch[schema.TARGET_ID],
+                                                         batch[schema.TARGET_ITEM_FEATURES])
+
+  def embed_items(self, ids: jax.Array, feats: jax.Array) -> jax.Array:
+    v = self.item_tower(self.item_table(ids), feats)
+    return _l2_normalize(v) if self.cfg.normalize else v
+
+  def user_embeddings(self, batch: Mapping[str, jax.Array]) -> jax.Array:
+    c = self.cfg
+    ids = batch[schema.HISTORY_IDS]
+    b = ids.shape[0]
+    valid = ids > 0
+    tokens = self.token_embedder(self.item_table(ids), batch[schema.HISTORY_ITEM_FEATURES],
+                                 batch[schema.HISTORY_EVENT_FEATURES])
+    groups, group_valid, raw, raw_valid = self.compressor(tokens, valid)
+    parts, part_valid = [], []
+    if self.has_user_token:
+      parts.append(self.user_mlp(self.user_features(batch[schema.USER_FEATURES]))[:, None])
+      part_valid.append(jnp.ones((b, 1), bool))
+    if groups is not None:
+      parts.append(groups)
+      part_valid.append(group_valid)
+    parts.append(raw)
+    part_valid.append(raw_valid)
+    context_valid = jnp.concatenate(part_valid, axis=1)
+    num_obj, k = len(c.objectives), c.num_queries
+    queries = jnp.broadcast_to(self.queries, (num_obj, k, c.d_model))
+    if c.objective_embedding and num_obj > 1:
+      queries = queries + self.objective_emb[:, None, :]
+    queries = jnp.broadcast_to(queries.reshape(1, num_obj * k, c.d_model),
+                               (b, num_obj * k, c.d_model)).astype(tokens.dtype)
+    x = jnp.concatenate(parts + [queries], axis=1)
+    x = nn.with_logical_constraint(x, ("batch", "seq", "embed"))
+    num_context = context_valid.shape[1]
+    mask = masks.backbone_mask(context_valid, num_obj, k)
+    positions = jnp.asarray(masks.backbone_positions(num_context, num_obj, k))[None]
+    for block in self.blocks:
+      x = block(x, mask, positions)
+    u = self.head(self.final_norm(x[:, num_context:])).astype(jnp.float32)
+    u = u.reshape(b, num_obj, k, c.output_dim)
+    return _l2_normalize(u) if c.normalize else u
+
+
+def _l2_normalize(x: jax.Array) -> jax.Array:
+  return x * jax.lax.rsqrt(jnp.sum(x * x, axis=-1, keepdims=True) + 1e-12)
+
+
+def interest_scores(user: jax.Array, items: jax.Array) -> jax.Array:
+  """max_j <u[b, j], v[c]> for user [B, k, d] and items [C, d] -> [B, C]."""
+  return jnp.max(jnp.einsum("bkd,cd->bkc", user, items), axis=1)

@@ -1,0 +1,79 @@
+"""Analytic training FLOPs and the device peak, for MFU in logs and benchmarks.
+
+Counting convention: a multiply-add is 2 FLOPs; training = 3 x forward (backward = 2 x
+forward); attention is counted dense (the causal / group masks are not exploited), matmuls
+only (norms, softmax and embedding gathers are negligible here).
+
+Per example, with d = d_model, h = mlp_hidden, L = max_len, S = backbone tokens:
+  token MLP      L * (2 * i_t * 2d + 2 * 2d * d),   i_t = item_embed + (F_item + F_event) * f
+  group encoder  per compressed position: 8 d^2 (QKV + out) + 4 w d (QK^T, PV over its window w)
+                 + 6 d h (SwiGLU)  [pool="mean"]; pool="attention" runs out-proj + FFN per group
+  backbone       num_layers * S * (8 d^2 + 4 S d + 6 d h),  S = user + groups + raw + O k
+  head           O k * 2 d out
+  item tower     2 * i_v * 2 out + 2 * 2 out * out per candidate, i_v = item_embed + F_item f
+  loss           O * C * k * 2 out per row (scores against C = B in-batch candidates)
+"""
+from __future__ import annotations
+
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+
+from mpformer_jax.data.schema import DatasetSpec
+from mpformer_jax.model.compression import num_tokens
+from mpformer_jax.model.retriever import ModelConfig
+
+# Dense bf16 datasheet peaks (FLOP/s) for accelerators, by substring of device_kind.
+_PEAKS = (("h200", 989e12), ("h100", 989e12), ("a100", 312e12), ("v6", 918e12),
+          ("v5p", 459e12), ("v5", 197e12), ("v4", 275e12))
+
+
+def train_flops_per_step(cfg: ModelConfig, spec: DatasetSpec, batch_size: int) -> float:
+  d, h, out = cfg.d_model, cfg.mlp_hidden, cfg.output_dim
+  f = cfg.feature_dim
+  num_obj, k = len(cfg.objectives), cfg.num_queries
+  i_t = cfg.item_embed_dim + (len(spec.item_features) + len(spec.event_features)) * f
+  token_mlp = cfg.max_len * (2 * i_t * 2 * d + 2 * 2 * d * d)
+  group = 0.0
+  for window, groups in cfg.schedule:
+    positions = window * groups
+    if cfg.pool == "mean":
+      group += positions * (8 * d * d + 4 * window * d + 6 * d * h)
+    else:
+      group += positions * (6 * d * d + 4 * window * d) + groups * (2 * d * d + 6 * d * h)
+  user = int(cfg.user_token and bool(spec.user_features))
+  s = user + num_tokens(cfg.schedule, cfg.max_len) + num_obj * k
+  backbone = cfg.num_layers * s * (8 * d * d + 4 * s * d + 6 * d * h)
+  head = num_obj * k * 2 * d * out
+  i_v = cfg.item_embed_dim + len(spec.item_features) * f
+  tower = 2 * i_v * 2 * out + 2 * 2 * out * out
+  loss = num_obj * batch_size * k * 2 * out
+  forward = token_mlp + group + backbone + head + tower + loss
+  return 3.0 * forward * batch_size
+
+
+@functools.lru_cache(maxsize=None)
+def measured_matmul_peak(n: int = 2048, iters: int = 5) -> float:
+  """Best f32 matmul FLOP/s on the default device (the CPU's practical peak)."""
+  x = jnp.ones((n, n), jnp.float32)
+  f = jax.jit(lambda a: a @ a)
+  f(x).block_until_ready()
+  best = float("inf")
+  for _ in range(iters):
+    t0 = time.perf_counter()
+    f(x).block_until_ready()
+    best = min(best, time.perf_counter() - t0)
+  return 2.0 * n ** 3 / best
+
+
+def device_peak_flops() -> tuple[float, str]:
+  """(peak FLOP/s, how it was obtained): datasheet bf16 on GPU/TPU, measured f32 on CPU."""
+  device = jax.devices()[0]
+  kind = device.device_kind.lower()
+  if device.platform != "cpu":
+    for key, peak in _PEAKS:
+      if key in kind:
+        return peak, f"datasheet bf16 ({device.device_kind})"
+  return measured_matmul_peak(), "measured f32 matmul"

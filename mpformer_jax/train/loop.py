@@ -1,0 +1,158 @@
+"""`train_and_evaluate(config, workdir)`: the one train loop.
+
+Builds the data source, model and optimizer, resumes from the latest checkpoint in
+`workdir` if there is one (model, optimizer, step, RNG and data iterator alike), trains with
+a log line every `train.log_every_steps`, evaluates every `train.eval_every_steps` and at
+the end, and appends every record to `<workdir>/metrics.jsonl`.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import jax
+import numpy as np
+from absl import logging
+
+from mpformer_jax.data import pipeline, schema
+from mpformer_jax.data.registry import make_source
+from mpformer_jax.model.retriever import ModelConfig, Retriever
+from mpformer_jax.train.checkpoint import Checkpointer
+from mpformer_jax.train.evaluation import Evaluator
+from mpformer_jax.train.flops import device_peak_flops, train_flops_per_step
+from mpformer_jax.train.metric_writer import MetricWriter
+from mpformer_jax.train.state import (device_batch, init_state, make_optimizer,
+                                      make_train_step)
+
+
+def prepare_workdir(workdir: str) -> str:
+  """Create the workdir and prove it is writable, with an error naming it if not."""
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, ".write_test")
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise ValueError(f"workdir {workdir!r} cannot be written: {e}") from e
+  return workdir
+
+
+def check_config(config) -> None:
+  """Reject values that would fail late or silently."""
+  t = config.train
+  for key in ("num_steps", "batch_size", "log_every_steps", "eval_every_steps",
+              "checkpoint_every_steps"):
+    if t[key] < 1:
+      raise ValueError(f"train.{key} must be >= 1, got {t[key]}")
+  if config.data.max_len < 1:
+    raise ValueError(f"data.max_len must be >= 1, got {config.data.max_len}")
+  if config.eval.split not in ("valid", "test"):
+    raise ValueError(f"eval.split must be 'valid' or 'test', got {config.eval.split!r}")
+
+
+def eval_users(source, num_users: int) -> np.ndarray:
+  """The first `num_users` users (0 = all) with at least 4 events (train + valid + test)."""
+  users = np.flatnonzero(source.lengths() >= 4)
+  return users if num_users <= 0 else users[:num_users]
+
+
+def _format_eta(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
+
+
+def train_and_evaluate(config, workdir: str) -> dict[str, float]:
+  """Train (or resume) and evaluate; returns the final metrics record."""
+  check_config(config)
+  workdir = prepare_workdir(workdir)
+  source = make_source(config.data)
+  spec, max_len, t = source.spec, config.data.max_len, config.train
+  model = Retriever(spec, ModelConfig.from_config(config.model, max_len))
+  logq = pipeline.target_log_q(source, max_users=config.data.stats_max_users)
+  popularity = pipeline.popularity_counts(source, max_users=config.data.stats_max_users)
+  users = eval_users(source, config.eval.num_users)
+  held_out = {split: pipeline.eval_examples(source, split=split, max_len=max_len,
+                                            logq_table=logq, users=users)
+              for split in ("valid", "test")}
+  for examples in held_out.values():
+    schema.validate_batch(spec, examples)
+  evaluator = Evaluator(model, pipeline.item_corpus_features(source), config.eval)
+
+  tx = make_optimizer(t)
+  init_batch = {k: v[:2] for k, v in held_out["valid"].items()}
+  state, _ = init_state(model, tx, init_batch, config.seed)
+  train_iter = pipeline.train_iterator(source, max_len=max_len, batch_size=t.batch_size,
+                                       seed=config.seed, logq_table=logq,
+                                       num_threads=config.data.num_threads)
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=t.max_checkpoints)
+  start = ckpt.latest_step()
+  if start is not None:
+    state, data_state = ckpt.restore(start, state)
+    train_iter.set_state(data_state)
+    logging.info("Resuming from checkpoint at step %d in %s", start, ckpt.directory)
+  else:
+    start = 0
+    logging.info("Starting a new run in %s", workdir)
+
+  num_params = sum(x.size for x in jax.tree.leaves(state.params))
+  flops = train_flops_per_step(model.cfg, spec, t.batch_size)
+  peak, peak_src = device_peak_flops()
+  logging.info("%s: %d users, %d items; model %.2fM params; %.3g train FLOPs/step; "
+               "peak %.3g FLOP/s (%s)", spec.name, len(source), spec.num_items,
+               num_params / 1e6, flops, peak, peak_src)
+  train_step = make_train_step(model, tx, config)
+  writer = MetricWriter(workdir)
+  step, window_start, window_steps, last = start, time.perf_counter(), 0, {}
+  while step < t.num_steps:
+    batch = next(train_iter)
+    schema.validate_batch(spec, batch)
+    state, metrics = train_step(state, device_batch(batch))
+    step += 1
+    window_steps += 1
+    if step % t.log_every_steps == 0 or step == t.num_steps:
+      metrics = jax.device_get(metrics)
+      if not np.isfinite(metrics["loss"]):
+        raise FloatingPointError(f"loss is {metrics['loss']} at step {step}; lower "
+                                 f"train.learning_rate or check the data")
+      elapsed = time.perf_counter() - window_start
+      steps_per_sec = window_steps / elapsed
+      last = {"train/loss": float(metrics["loss"]),
+              "train/accuracy": float(metrics["accuracy/0"]),
+              "train/grad_norm": float(metrics["grad_norm"]),
+              "train/examples_per_sec": steps_per_sec * t.batch_size,
+              "train/steps_per_sec": steps_per_sec,
+              "train/mfu": steps_per_sec * flops / peak}
+      logging.info("step %d/%d | loss %.4f | acc %.3f | %.0f ex/s | %.2f GFLOP/s | "
+                   "MFU %.1f%% | ETA %s", step, t.num_steps, last["train/loss"],
+                   last["train/accuracy"], last["train/examples_per_sec"],
+                   steps_per_sec * flops / 1e9, 100 * last["train/mfu"],
+                   _format_eta((t.num_steps - step) / steps_per_sec))
+      writer.write(step, last)
+      window_start, window_steps = time.perf_counter(), 0
+    paused = time.perf_counter()  # checkpoint and eval time is not training time
+    if step % t.checkpoint_every_steps == 0 or step == t.num_steps:
+      ckpt.save(step, state, train_iter.get_state())
+    if step % t.eval_every_steps == 0 and step < t.num_steps:
+      result = evaluator(state.params, held_out[config.eval.split], popularity)
+      logging.info("eval at step %d: %s", step, _summary(result))
+      writer.write(step, result)
+    window_start += time.perf_counter() - paused
+
+  final = dict(last)
+  final.update(evaluator(state.params, held_out[config.eval.split], popularity, "eval"))
+  final.update(evaluator(state.params, held_out["test"], popularity, "test"))
+  final["final"] = True
+  final["params"] = int(num_params)
+  logging.info("final at step %d: %s", step, _summary(final))
+  writer.write(step, final)
+  writer.close()
+  ckpt.close()
+  return final
+
+
+def _summary(metrics: dict) -> str:
+  keys = ("eval/hr@10", "eval/hr@50", "eval/hr@200", "eval/ndcg@10", "eval/popularity/hr@50",
+          "test/hr@50")
+  return " ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)

@@ -1,0 +1,29 @@
+"""mpformer_jax: multi-objective, multi-interest transformer retrievers in JAX/Flax."""
+from setuptools import find_packages, setup
+
+setup(
+    name="mpformer_jax",
+    version="0.1.0",
+    description="MPFormer / KuaiFormer transformer retrievers for recommendation in JAX/Flax.",
+    packages=find_packages(include=["mpformer_jax", "mpformer_jax.*", "launch", "configs"]),
+    python_requires=">=3.11",
+    install_requires=[
+        "jax>=0.7,<0.12",
+        "flax>=0.11,<0.13",
+        "optax>=0.2.5,<0.3",
+        "orbax-checkpoint>=0.11,<0.13",
+        "grain>=0.2.12,<0.3",
+        "tensorflow-datasets>=4.9.8,<5",
+        "array_record>=0.7",
+        "scann>=1.4,<2",
+        "ml_collections>=1.0,<2",
+        "absl-py>=2.1,<3",
+        "numpy>=1.26",
+        "tensorboardX>=2.6,<3",
+        "matplotlib>=3.8,<4",
+        "tqdm>=4.66,<5",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "hypothesis>=6.100,<7"],
+    },
+)

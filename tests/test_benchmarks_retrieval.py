@@ -1,0 +1,61 @@
+"""benchmarks/retrieval.py: the quick sweep runs, resumes, and writes sane JSON, PNG, README."""
+import importlib.util
+import json
+import math
+import pathlib
+import time
+
+import pytest
+
+pytest.importorskip("scann")
+pytest.importorskip("matplotlib")
+
+_SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "retrieval.py"
+
+
+def _load():
+  spec = importlib.util.spec_from_file_location("benchmarks_retrieval", _SCRIPT)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_quick_sweep_resume_and_readme(tmp_path):
+  retrieval = _load()
+  rows = retrieval.main(["--quick", "--out", str(tmp_path)])
+  saved = json.loads((tmp_path / "retrieval.json").read_text())["rows"]
+  assert len(saved) == len(rows) > 0
+  assert {r["num_items"] for r in saved} == {10_000, 100_000}
+  assert {r["method"] for r in saved} == {"exact", "scann"}
+  for r in saved:
+    for k in (10, 100, 200):
+      assert math.isfinite(r[f"recall@{k}"]) and 0.0 <= r[f"recall@{k}"] <= 1.0
+    assert r["qps"] > 0 and math.isfinite(r["qps"])
+    if r["method"] == "exact":
+      assert r["recall@100"] == 1.0
+    else:
+      assert r["build_s"] > 0 and r["qps_1thread"] > 0
+  assert sum(r.get("chosen", False) for r in saved) == 2  # One ScaNN setting per size.
+  assert (tmp_path / "retrieval.png").stat().st_size > 0
+
+  # Resume: nothing is re-measured, so the rerun is fast and rows are unchanged.
+  readme = tmp_path / "README.md"
+  readme.write_text("# Benchmarks\n\n## Other\nkeep me\n")
+  t0 = time.perf_counter()
+  again = retrieval.main(["--quick", "--out", str(tmp_path), "--update_readme",
+                          "--readme", str(readme)])
+  assert time.perf_counter() - t0 < 15
+  assert [r["qps"] for r in again] == [r["qps"] for r in rows]
+  text = readme.read_text()
+  assert "keep me" in text and "## Retrieval: exact vs ScaNN" in text
+  assert "| 100,000 |" in text and "](retrieval.png)" in text
+  retrieval.main(["--quick", "--out", str(tmp_path), "--update_readme", "--readme", str(readme)])
+  assert readme.read_text().count(retrieval.README_START) == 1
+
+
+def test_synthetic_embeddings_shapes_and_padding():
+  retrieval = _load()
+  queries, items = retrieval.synthetic_embeddings(1000, 8, num_interests=4, dim=16)
+  assert queries.shape == (8, 4, 16) and items.shape == (1001, 16)
+  assert not items[0].any()  # Row 0 is padding.
+  assert items.dtype == queries.dtype == "float32"

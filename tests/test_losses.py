@@ -1,0 +1,99 @@
+"""Hand-computed 3x3 in-batch loss with logQ correction and an accidental hit."""
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mpformer_jax import losses
+
+E = math.e
+# Scores S[b, c] = <u_b, v_c> with v = identity; Q = (1/2, 1/4, 1/4); ids (7, 9, 7): candidate
+# 2 is an accidental hit for row 0 and candidate 0 for row 2.
+S = np.array([[2., 1., 0.], [0., 1., 1.], [1., 0., 3.]], np.float32)
+LOGQ = np.log(np.array([0.5, 0.25, 0.25], np.float32))
+IDS = np.array([7, 9, 7], np.int32)
+# Corrected logits: row 0: (2 + ln2, 1 + ln4, masked) -> p = (e/(e+2), 2/(e+2), 0)
+# row 1: (ln2, 1 + ln4, 1 + ln4) -> p = (2, 4e, 4e) / (2 + 8e)
+# row 2: (masked, 0 + ln4, 3 + ln4) -> p = (0, 1/(1+e^3), e^3/(1+e^3))
+P = np.array([[E / (E + 2), 2 / (E + 2), 0.0],
+              [2 / (2 + 8 * E), 4 * E / (2 + 8 * E), 4 * E / (2 + 8 * E)],
+              [0.0, 1 / (1 + E ** 3), E ** 3 / (1 + E ** 3)]])
+
+
+def _logits():
+  return losses.in_batch_logits(jnp.asarray(S)[:, None, :], jnp.eye(3), jnp.asarray(IDS),
+                                jnp.asarray(LOGQ))
+
+
+def test_probabilities_with_logq_and_accidental_hit():
+  p = np.asarray(jnp.exp(jax_log_softmax(_logits())))
+  np.testing.assert_allclose(p, P, atol=1e-6)
+
+
+def jax_log_softmax(x):
+  import jax
+  return jax.nn.log_softmax(x, axis=-1)
+
+
+def test_softmax_loss():
+  loss, correct = losses.in_batch_loss(_logits(), kind="softmax")
+  expected = [-math.log(P[0, 0]), -math.log(P[1, 1]), -math.log(P[2, 2])]
+  np.testing.assert_allclose(loss, expected, rtol=1e-5)
+  np.testing.assert_array_equal(correct, [True, True, True])
+
+
+def test_smooth_logq_loss():
+  a = 0.1
+  loss, _ = losses.in_batch_loss(_logits(), kind="smooth_logq", alpha=a)
+  expected = [
+      -(1 - a) * math.log(P[0, 0]) - a / 3 * math.log(1 - P[0, 1]),  # c2 masked: log(1-0)=0
+      -(1 - a) * math.log(P[1, 1]) - a / 3 * (math.log(1 - P[1, 0]) + math.log(1 - P[1, 2])),
+      -(1 - a) * math.log(P[2, 2]) - a / 3 * math.log(1 - P[2, 1]),
+  ]
+  np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
+def test_label_smoothing_loss():
+  a = 0.2
+  loss, _ = losses.in_batch_loss(_logits(), kind="label_smoothing", alpha=a)
+  expected = [
+      -(1 - a) * math.log(P[0, 0]) - a * (math.log(P[0, 0]) + math.log(P[0, 1])) / 2,
+      -(1 - a) * math.log(P[1, 1]) - a * np.log(P[1]).mean(),
+      -(1 - a) * math.log(P[2, 2]) - a * (math.log(P[2, 1]) + math.log(P[2, 2])) / 2,
+  ]
+  np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
+def test_without_logq_correction():
+  logits = losses.in_batch_logits(jnp.asarray(S)[:, None, :], jnp.eye(3), jnp.asarray(IDS),
+                                  None)
+  loss, _ = losses.in_batch_loss(logits, kind="softmax")
+  # row 1 has no accidental hit: -log softmax(0, 1, 1)[1]
+  assert float(loss[1]) == pytest.approx(-math.log(E / (1 + 2 * E)), rel=1e-5)
+
+
+def test_max_over_interests():
+  user = jnp.asarray([[[1., 0.], [0., 3.]]])  # one row, two interests
+  cand = jnp.asarray([[2., 1.]])
+  logits = losses.in_batch_logits(user, cand, jnp.asarray([1]), None)
+  assert float(logits[0, 0]) == pytest.approx(3.0)
+
+
+def test_unknown_kind():
+  with pytest.raises(ValueError, match="loss.kind"):
+    losses.in_batch_loss(_logits(), kind="bpr")
+
+
+def test_multi_objective_rows_and_empty_objective():
+  """Each objective averages over its positive rows; an objective with none gives 0, not NaN."""
+  user = jnp.stack([jnp.asarray(S)[:, None, :]] * 2, axis=1)  # [B, O=2, k=1, d]
+  batch = {"target_labels": jnp.asarray([[1., 0.], [0., 0.], [1., 0.]]),
+           "target_id": jnp.asarray(IDS), "target_logq": jnp.asarray(LOGQ)}
+  total, m = losses.retrieval_loss(user, jnp.eye(3), batch, objective_columns=(0, 1),
+                                   objective_weights=(1.0, 2.0), kind="softmax", alpha=0.0,
+                                   logq_correction=True)
+  expected0 = (-math.log(P[0, 0]) - math.log(P[2, 2])) / 2
+  assert float(m["loss/0"]) == pytest.approx(expected0, rel=1e-5)
+  assert float(m["loss/1"]) == 0.0 and float(m["count/1"]) == 0.0
+  assert float(total) == pytest.approx(expected0, rel=1e-5)
