@@ -39,6 +39,7 @@ import numpy as np
 if not __package__:  # Run as `python benchmarks/retrieval.py`: make `benchmarks` importable.
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mpformer_jax.retrieval import exact, scann_index  # pylint: disable=g-import-not-at-top
 
 SIZES = (10_000, 100_000, 1_000_000, 10_000_000)
 K = 200
@@ -144,7 +145,6 @@ def row_key(row: dict) -> tuple:
 
 
 def _recalls(approx_ids, exact_ids) -> dict:
-  from mpformer_jax.retrieval import scann_index  # pylint: disable=g-import-not-at-top
   return {f"recall@{k}": scann_index.recall_at_k(approx_ids, exact_ids, k) for k in RECALL_KS}
 
 
@@ -162,22 +162,21 @@ def mark_chosen(rows: list[dict]) -> None:
       r["chosen"] = r is best
 
 
-def measure_size(queries: np.ndarray, items: np.ndarray, base: dict, args,
+def measure_size(data: Callable[[], tuple[np.ndarray, np.ndarray]], base: dict, args,
                  have: set, emit: Callable[[dict], None]) -> None:
   """Runs the missing exact / ScaNN rows for one corpus; `emit` stores each new row."""
   import jax  # pylint: disable=g-import-not-at-top
-  from mpformer_jax.retrieval import exact, scann_index  # pylint: disable=g-import-not-at-top
-
-  n = items.shape[0] - 1
+  n = base["num_items"]
   num_leaves = scann_index.default_scann_params(n, K)["num_leaves"]
   grid = sweep_grid(num_leaves, args.quick)
   exact_row = dict(base, method="exact", params=dict(block_size=args.block_size))
-  todo = [(lts, rk) for lts, rk in grid
-          if row_key(dict(base, method="scann", params=_scann_params(num_leaves, lts, rk,
-                                                                      n))) not in have]
+  scann_row = lambda lts, rk: dict(base, method="scann",
+                                   params=_scann_params(num_leaves, lts, rk, n))
+  todo = [(lts, rk) for lts, rk in grid if row_key(scann_row(lts, rk)) not in have]
   need_exact_row = row_key(exact_row) not in have
   if not todo and not need_exact_row:
-    return
+    return  # Everything for this corpus is already saved: skip data, compile and build.
+  queries, items = data()
   qj, ij = jax.device_put(queries), jax.device_put(items)
   _, exact_ids = exact.exact_top_k(qj, ij, K, block_size=args.block_size)  # Ground truth.
   exact_ids = np.asarray(exact_ids)
@@ -199,17 +198,16 @@ def measure_size(queries: np.ndarray, items: np.ndarray, base: dict, args,
     ids, _ = search(True)  # Warm-up.
     sec = median_seconds(lambda: search(True), args.repeats)
     sec_1 = median_seconds(lambda: search(False), args.repeats)
-    emit(dict(base, method="scann", params=_scann_params(num_leaves, lts, rk, n),
-              qps=len(queries) / sec, qps_1thread=len(queries) / sec_1, build_s=build_s,
-              median_s=sec, **_recalls(ids, exact_ids)))
+    emit(dict(scann_row(lts, rk), qps=len(queries) / sec, qps_1thread=len(queries) / sec_1,
+              build_s=build_s, median_s=sec, **_recalls(ids, exact_ids)))
 
 
 def _scann_params(num_leaves: int, lts: Optional[int], reorder_k: int, n: int) -> dict:
-  from mpformer_jax.retrieval import scann_index  # pylint: disable=g-import-not-at-top
+  """Build params (library defaults for N) with the swept search-time values."""
   p = scann_index.default_scann_params(n, K)
-  return dict(num_leaves=num_leaves, num_leaves_to_search=lts, reorder_k=reorder_k,
-              dims_per_block=p["dims_per_block"], training_sample_size=p["training_sample_size"],
-              anisotropic_quantization_threshold=p["anisotropic_quantization_threshold"])
+  keep = ("dims_per_block", "training_sample_size", "anisotropic_quantization_threshold")
+  return dict({k: p[k] for k in keep}, num_leaves=num_leaves, num_leaves_to_search=lts,
+              reorder_k=reorder_k)
 
 
 def _fmt_row(r: dict) -> str:
@@ -269,6 +267,9 @@ def plot(rows: list[dict], path: str) -> None:
     sweep = [r for r in rows if r["num_items"] == n and r["method"] == "scann"]
     ax.scatter([r["qps"] for r in sweep], [r["recall@100"] for r in sweep], c="C1",
                label="ScaNN sweep")
+    chosen = [r for r in sweep if r.get("chosen")]
+    ax.scatter([r["qps"] for r in chosen], [r["recall@100"] for r in chosen], marker="*",
+               s=220, c="C3", zorder=3, label="chosen")
     for r in sweep:
       p = r["params"]
       ax.annotate(f"{p['num_leaves_to_search']}/{p['reorder_k']}", (r["qps"], r["recall@100"]),
@@ -314,14 +315,13 @@ def readme_section(rows: list[dict], meta: dict, png_rel: str) -> str:
   if lines:
     last = lines[-1]
     verdict = "meets" if last["meets"] else "does not meet"
+    sweep = [r for r in rows if r["num_items"] == last["num_items"] and r["method"] == "scann"]
+    points = "; ".join(f"{r['params']['num_leaves_to_search']}/{r['params']['reorder_k']}: "
+                       f"{r['recall@100']:.3f} @ {r['qps']:,.0f}" + (" (chosen)" * r["chosen"])
+                       for r in sweep)
     out += ["", f"At {last['num_items']:,} items the chosen setting {verdict} the target "
-            f"(recall@100 >= {TARGET_RECALL} at >= {TARGET_SPEEDUP:g}x exact QPS). "
-            "Sweep at that size (leaves searched, reorder_k -> recall@100, QPS):", ""]
-    for r in rows:
-      if r["num_items"] == last["num_items"] and r["method"] == "scann":
-        p = r["params"]
-        out.append(f"- {p['num_leaves_to_search']}, {p['reorder_k']} -> "
-                   f"{r['recall@100']:.3f}, {r['qps']:,.0f}" + (" (chosen)" if r["chosen"] else ""))
+            f"(recall@100 >= {TARGET_RECALL} at >= {TARGET_SPEEDUP:g}x exact QPS). Sweep at "
+            f"that size (leaves searched/reorder_k: recall@100 @ QPS): {points}."]
   out += ["", f"![retrieval benchmark]({png_rel})", README_END]
   return "\n".join(out)
 
@@ -399,11 +399,9 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
     tqdm.write(_fmt_row(r) + "  (saved)")
   for base in tqdm(bases, desc="corpus sizes"):
     n = base["num_items"]
-    if args.embeddings:
-      q, v = queries, items[:n + 1]
-    else:
-      q, v = synthetic_embeddings(n, args.num_queries, seed=args.seed)
-    measure_size(q, v, base, args, {row_key(r) for r in rows}, emit)
+    data = ((lambda n=n: (queries, items[:n + 1])) if args.embeddings else
+            (lambda n=n: synthetic_embeddings(n, args.num_queries, seed=args.seed)))
+    measure_size(data, base, args, {row_key(r) for r in rows}, emit)
   save()
   png_path = os.path.join(args.out, "retrieval.png")
   plot(mine(), png_path)

@@ -54,7 +54,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.update(d_model=32, num_layers=1, num_heads=2, mlp_hidden=64, item_embed_dim=32,
                    feature_dim=8, num_queries=2, output_dim=32)
     c.model.compression.schedule = ((8, 1), (4, 2))
-    c.train.update(num_steps=60, batch_size=32, warmup_steps=10, log_every_steps=10,
-                   eval_every_steps=30, checkpoint_every_steps=20)
+    c.train.update(num_steps=300, batch_size=32, learning_rate=3e-3, warmup_steps=20,
+                   log_every_steps=50, eval_every_steps=100, checkpoint_every_steps=100)
     c.eval.update(num_users=300, batch_size=128)
   return c
