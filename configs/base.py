@@ -1,4 +1,8 @@
-"""Default config: KuaiFormer on the built-in synthetic short-video platform.
+"""Default config: MPFormer on the built-in synthetic short-video platform.
+
+One retriever for the four objectives click / long_view / like / follow: objective-
+conditioned query tokens, attention modulation, user token + gates and personalised target
+weights (DESIGN 2.5-2.7). configs/kuaiformer.py switches all of that off (one objective).
 
 Usage:
   python -m launch.train --config=configs/base.py --workdir=/tmp/run
@@ -29,9 +33,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model = dict(
       d_model=64, num_layers=2, num_heads=4, mlp_hidden=192,
       item_embed_dim=64, feature_dim=16, num_queries=4, output_dim=64,
-      objectives=("click",),        # objectives served (each gets k query tokens)
+      objectives=("click", "long_view", "like", "follow"),  # each gets k query tokens
+      max_query_tokens=64,          # budget for len(objectives) * num_queries
       user_token=True,              # user-profile token at position 0
       objective_embedding=True,     # q_{o,j} = q_j + e_o when several objectives
+      attention_bias=True,          # beta[o, head, behaviour(i)] on query->item logits
+      recency_bias=True,            # + gamma[o, head] * log2 age bucket(i)
+      user_gate=True,               # PEPNet gate 2 sigmoid(W2 relu(W1 sg(user))) on FFNs
+      target_weights=True,          # personalised objective-mix head (quota weights)
+      weight_recent=50,             # recent events defining the objective-mix target
       normalize=False,              # L2-normalise u and v (use with loss.temperature)
       dtype="float32",
       compression=dict(schedule=((64, 2), (16, 5)),  # oldest first; () disables
@@ -39,12 +49,26 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                        impl="auto"),   # kernel dispatch for pool="attention"
   )
   c.loss = dict(kind="smooth_logq", alpha=0.1, logq_correction=True, temperature=1.0,
-                objective_weights=(1.0,))
-  c.train = dict(num_steps=2_000, batch_size=128, learning_rate=2e-3, warmup_steps=100,
+                objective_weights=(1.0, 1.0, 1.0, 1.0),  # lambda_o, one per objective
+                weight_loss=1.0)                          # lambda_w of the weight head
+  c.train = dict(num_steps=1_000, batch_size=128, learning_rate=2e-3, warmup_steps=100,
                  weight_decay=0.01, grad_clip=1.0, log_every_steps=50,
-                 eval_every_steps=1_000, checkpoint_every_steps=250, max_checkpoints=2)
+                 eval_every_steps=500, checkpoint_every_steps=250, max_checkpoints=2)
   c.eval = dict(num_users=5_000, batch_size=256, ks=(10, 50, 200), item_block_size=65_536,
-                remove_seen=False, split="valid")
+                remove_seen=False, split="valid",
+                merged_n=200,            # merged multi-objective list size N
+                quota_min=10,            # minimum slots per objective
+                interest_overfetch=2.0)  # c: each interest fetches ceil(N_o / k) * c
+  # Scale-out (DESIGN 4). Mesh axes: data (batch) x model (item vocabulary); -1 = the rest.
+  c.mesh = dict(data=-1, model=1)
+  c.parallel = dict(
+      # logical axis -> mesh axes; the first rule whose mesh axes are still free wins.
+      rules=(("batch", "data"), ("vocab", "model"), ("embed", None), ("mlp", None),
+             ("heads", None), ("kv", None), ("seq", None)),
+      fsdp=False,          # shard dense weights' fsdp_axis over data (off: replicated)
+      fsdp_axis="embed",   # "embed" or "mlp"
+      distributed=False,   # jax.distributed.initialize() (also if $JAX_COORDINATOR_ADDRESS)
+      coordinator_address="", num_processes=-1, process_id=-1)  # "" / -1: auto-detect
 
   if size == "tiny":
     c.data.max_len = 32

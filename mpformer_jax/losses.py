@@ -87,3 +87,14 @@ def retrieval_loss(user: jax.Array, cand: jax.Array, batch: Mapping[str, jax.Arr
     metrics[f"accuracy/{o}"] = jnp.sum(correct * y) / jnp.maximum(count, 1.0)
     metrics[f"count/{o}"] = count
   return total, metrics
+
+
+def objective_mix_loss(logits: jax.Array, mix: jax.Array, has_any: jax.Array) -> jax.Array:
+  """Cross-entropy -sum_o mix_o log softmax(logits)_o, averaged over rows with any label.
+
+  Trains the personalised target-weight head towards each user's recent objective mix;
+  rows whose recent events carry no label of the served objectives are skipped.
+  """
+  ce = -jnp.sum(mix * jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1), axis=-1)
+  w = has_any.astype(jnp.float32)
+  return jnp.sum(ce * w) / jnp.maximum(jnp.sum(w), 1.0)

@@ -12,24 +12,43 @@ import jax
 import jax.numpy as jnp
 
 from mpformer_jax.model.layers import MLP
+from mpformer_jax.parallel.embedding import lookup as embedding_lookup
+
+
+# Table rows are padded to a multiple of this so any power-of-two model axis up to it shards
+# the table evenly, and a checkpoint restores onto any such mesh (same shapes everywhere).
+VOCAB_ROW_MULTIPLE = 128
+
+
+def _padded_normal(vocab_size: int, stddev: float = 0.02):
+  """N(0, stddev) for the real rows, zeros for the padding rows (never looked up).
+
+  The real rows get exactly the values an unpadded table would, so padding changes no result.
+  """
+  def init(key, shape, dtype=jnp.float32):
+    real = nn.initializers.normal(stddev)(key, (vocab_size,) + tuple(shape[1:]), dtype)
+    return jnp.pad(real, ((0, shape[0] - vocab_size),) + ((0, 0),) * (len(shape) - 1))
+  return init
 
 
 class ItemTable(nn.Module):
-  """The item-id embedding table [num_items + 1, dim]; row 0 is padding.
+  """The item-id embedding table [num_items + 1 (padded), dim]; row 0 is padding.
 
-  Logical axes ("vocab", "embed"): `parallel/` row-shards it over the model axis.
+  Logical axes ("vocab", "embed"): `parallel/` row-shards it over the model axis and looks
+  rows up vocabulary-parallel (`parallel.embedding.lookup`); without a mesh it is a gather.
   """
   vocab_size: int
   dim: int
 
   def setup(self):
+    rows = -(-self.vocab_size // VOCAB_ROW_MULTIPLE) * VOCAB_ROW_MULTIPLE
     self.embedding = self.param(
-        "embedding", nn.with_logical_partitioning(nn.initializers.normal(0.02),
+        "embedding", nn.with_logical_partitioning(_padded_normal(self.vocab_size),
                                                   ("vocab", "embed")),
-        (self.vocab_size, self.dim), jnp.float32)
+        (rows, self.dim), jnp.float32)
 
   def __call__(self, ids: jax.Array) -> jax.Array:
-    return jnp.take(self.embedding, ids, axis=0)
+    return embedding_lookup(self.embedding, ids)
 
 
 class FeatureEmbed(nn.Module):

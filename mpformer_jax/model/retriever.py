@@ -19,6 +19,8 @@ from mpformer_jax.model import masks
 from mpformer_jax.model.compression import Compressor, validate_schedule
 from mpformer_jax.model.embeddings import FeatureEmbed, ItemTable, ItemTower, TokenEmbedder
 from mpformer_jax.model.layers import MLP, Block, RMSNorm, dense
+from mpformer_jax.model.modulation import (ObjectiveBias, TargetWeightHead, UserGate,
+                                           behaviour_types, recency_buckets)
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -38,6 +40,12 @@ class ModelConfig:
   objectives: tuple[str, ...] = ("click",)
   user_token: bool = True
   objective_embedding: bool = True
+  attention_bias: bool = False      # beta[o, head, behaviour_type(i)] on query->item logits
+  recency_bias: bool = False        # + gamma[o, head] * age_bucket(i)
+  user_gate: bool = False           # PEPNet gate on every backbone FFN output
+  target_weights: bool = False      # personalised objective-mix head
+  weight_recent: int = 50           # recent events defining the objective-mix target
+  max_query_tokens: int = 64        # budget for O * k query tokens
   normalize: bool = False
   schedule: tuple[tuple[int, int], ...] = ()
   pool: str = "mean"
@@ -54,12 +62,20 @@ class ModelConfig:
                        f"model.num_heads={c.num_heads}")
     if c.num_queries < 1:
       raise ValueError(f"model.num_queries must be >= 1, got {c.num_queries}")
+    if len(c.objectives) * c.num_queries > c.max_query_tokens:
+      raise ValueError(f"{len(c.objectives)} objectives x {c.num_queries} query tokens = "
+                       f"{len(c.objectives) * c.num_queries} exceeds model.max_query_tokens="
+                       f"{c.max_query_tokens}")
     return cls(max_len=max_len, d_model=c.d_model, num_layers=c.num_layers,
                num_heads=c.num_heads, mlp_hidden=c.mlp_hidden,
                item_embed_dim=c.item_embed_dim, feature_dim=c.feature_dim,
                num_queries=c.num_queries, output_dim=c.output_dim,
                objectives=tuple(c.objectives), user_token=c.user_token,
-               objective_embedding=c.objective_embedding, normalize=c.normalize,
+               objective_embedding=c.objective_embedding,
+               attention_bias=c.attention_bias, recency_bias=c.recency_bias,
+               user_gate=c.user_gate, target_weights=c.target_weights,
+               weight_recent=c.weight_recent, max_query_tokens=c.max_query_tokens,
+               normalize=c.normalize,
                schedule=validate_schedule(c.compression.schedule, max_len),
                pool=c.compression.pool, impl=c.compression.impl, dtype=c.dtype)
 
@@ -87,6 +103,21 @@ class Retriever(nn.Module):
       self.objective_emb = self.param("objective_embedding", init,
                                       (len(c.objectives), c.d_model), jnp.float32)
     self.blocks = [Block(c.num_heads, c.mlp_hidden, dt) for _ in range(c.num_layers)]
+    num_obj = len(c.objectives)
+    if c.attention_bias or c.recency_bias:
+      num_types = self.behaviour_vocab if c.attention_bias else 1
+      self.objective_bias = ObjectiveBias(num_obj, c.num_heads, num_types, c.recency_bias)
+    if c.user_gate:
+      if not self.has_user_token:
+        raise ValueError("model.user_gate needs the user token (model.user_token=True and a "
+                         f"dataset with user features; {self.spec.name!r} has "
+                         f"{self.spec.user_features})")
+      self.gates = [UserGate(c.d_model) for _ in range(c.num_layers)]
+    if c.target_weights:
+      if self.spec.behaviour_feature is None:
+        raise ValueError(f"model.target_weights needs a behaviour feature; dataset "
+                         f"{self.spec.name!r} has none")
+      self.weight_head = TargetWeightHead(num_obj)
     self.final_norm = RMSNorm(dtype=dt)
     self.head = dense(c.output_dim, ("embed", "mlp"), "head", dt)
 
@@ -94,16 +125,42 @@ class Retriever(nn.Module):
   def has_user_token(self) -> bool:
     return self.cfg.user_token and bool(self.spec.user_features)
 
-  def __call__(self, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
-    """(user embeddings [B, O, k, out], target item embeddings [B, out]) for training."""
-    return self.user_embeddings(batch), self.embed_items(batch[schema.TARGET_ID],
-                                                         batch[schema.TARGET_ITEM_FEATURES])
+  @property
+  def behaviour_col(self) -> int | None:
+    names = [n for n, _ in self.spec.event_features]
+    bf = self.spec.behaviour_feature
+    return names.index(bf) if bf is not None else None
+
+  @property
+  def behaviour_vocab(self) -> int:
+    col = self.behaviour_col
+    return 1 if col is None else self.spec.event_features[col][1]
+
+  def __call__(self, batch: Mapping[str, jax.Array]) -> tuple[dict, jax.Array]:
+    """(user outputs, target item embeddings [B, out]) for training.
+
+    User outputs: "interests" [B, O, k, out] and, with target_weights, "weight_logits" [B, O].
+    """
+    return self.user_outputs(batch), self.embed_items(batch[schema.TARGET_ID],
+                                                      batch[schema.TARGET_ITEM_FEATURES])
 
   def embed_items(self, ids: jax.Array, feats: jax.Array) -> jax.Array:
     v = self.item_tower(self.item_table(ids), feats)
     return _l2_normalize(v) if self.cfg.normalize else v
 
   def user_embeddings(self, batch: Mapping[str, jax.Array]) -> jax.Array:
+    """[B, O, k, out] interest vectors u[o, j]."""
+    return self.user_outputs(batch)["interests"]
+
+  def objective_weights(self, batch: Mapping[str, jax.Array]) -> jax.Array:
+    """[B, O] personalised objective weights (uniform without the weight head)."""
+    out = self.user_outputs(batch)
+    if "weight_logits" in out:
+      return jax.nn.softmax(out["weight_logits"], axis=-1)
+    b, num_obj = out["interests"].shape[:2]
+    return jnp.full((b, num_obj), 1.0 / num_obj)
+
+  def user_outputs(self, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
     c = self.cfg
     ids = batch[schema.HISTORY_IDS]
     b = ids.shape[0]
@@ -111,9 +168,10 @@ class Retriever(nn.Module):
     tokens = self.token_embedder(self.item_table(ids), batch[schema.HISTORY_ITEM_FEATURES],
                                  batch[schema.HISTORY_EVENT_FEATURES])
     groups, group_valid, raw, raw_valid = self.compressor(tokens, valid)
-    parts, part_valid = [], []
+    parts, part_valid, user = [], [], None
     if self.has_user_token:
-      parts.append(self.user_mlp(self.user_features(batch[schema.USER_FEATURES]))[:, None])
+      user = self.user_mlp(self.user_features(batch[schema.USER_FEATURES]))
+      parts.append(user[:, None])
       part_valid.append(jnp.ones((b, 1), bool))
     if groups is not None:
       parts.append(groups)
@@ -132,11 +190,24 @@ class Retriever(nn.Module):
     num_context = context_valid.shape[1]
     mask = masks.backbone_mask(context_valid, num_obj, k)
     positions = jnp.asarray(masks.backbone_positions(num_context, num_obj, k))[None]
-    for block in self.blocks:
-      x = block(x, mask, positions)
-    u = self.head(self.final_norm(x[:, num_context:])).astype(jnp.float32)
+    bias = None
+    if c.attention_bias or c.recency_bias:
+      types = behaviour_types(batch[schema.HISTORY_EVENT_FEATURES],
+                              self.behaviour_col if c.attention_bias else None, c.schedule,
+                              c.max_len, self.has_user_token)
+      buckets = recency_buckets(c.schedule, c.max_len, self.has_user_token)
+      bias = self.objective_bias(types, buckets, k)
+    for i, block in enumerate(self.blocks):
+      gate = self.gates[i](user)[:, None] if c.user_gate else None
+      x = block(x, mask, positions, bias, gate)
+    x = self.final_norm(x)
+    u = self.head(x[:, num_context:]).astype(jnp.float32)
     u = u.reshape(b, num_obj, k, c.output_dim)
-    return _l2_normalize(u) if c.normalize else u
+    out = {"interests": _l2_normalize(u) if c.normalize else u}
+    if c.target_weights:
+      user_out = x[:, 0] if self.has_user_token else jnp.zeros((b, c.d_model), x.dtype)
+      out["weight_logits"] = self.weight_head(user_out, u)
+    return out
 
 
 def _l2_normalize(x: jax.Array) -> jax.Array:

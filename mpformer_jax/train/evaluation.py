@@ -3,6 +3,11 @@
 For each objective o, the metrics average over held-out events whose label y[o] = 1; the
 first objective's metrics are also reported without the objective in the key
 (`eval/hr@50`). The popularity baseline ranks items by training-target counts.
+
+With several objectives, "multi-objective exposure" scores the merged list of
+`eval.merged_n` items (per-objective quotas from the personalised weights, and from uniform
+weights for comparison): `eval/merged/<objective>/hr@N` is the hit rate on held-out events of
+that objective, `eval/merged/mean_exposure` their mean (`eval/merged_uniform/...` likewise).
 """
 from __future__ import annotations
 
@@ -15,7 +20,8 @@ import numpy as np
 from mpformer_jax.data import schema
 from mpformer_jax.model.retriever import Retriever
 from mpformer_jax.retrieval.exact import target_ranks
-from mpformer_jax.retrieval.metrics import ranking_metrics
+from mpformer_jax.retrieval.metrics import list_ranks, ranking_metrics
+from mpformer_jax.retrieval.multi_objective import merged_lists
 from mpformer_jax.retrieval.popularity import popularity_ranks
 from mpformer_jax.train.state import device_batch
 
@@ -31,6 +37,8 @@ class Evaluator:
         lambda p, ids, f: model.apply({"params": p}, ids, f, method=Retriever.embed_items))
     self._embed_users = jax.jit(
         lambda p, b: model.apply({"params": p}, b, method=Retriever.user_embeddings))
+    self._weights = jax.jit(
+        lambda p, b: model.apply({"params": p}, b, method=Retriever.objective_weights))
 
   def corpus(self, params) -> jax.Array:
     """[N + 1, out] item embeddings (row 0 = padding, never ranked)."""
@@ -43,16 +51,38 @@ class Evaluator:
       outs.append(self._embed_items(params, np.minimum(ids, n - 1), feats))
     return jnp.concatenate(outs)[:n]
 
-  def users(self, params, examples: Mapping[str, np.ndarray]) -> jax.Array:
-    """[U, O, k, out] user embeddings, batched with the last batch padded."""
+  def users(self, params, examples: Mapping[str, np.ndarray], fn=None) -> jax.Array:
+    """[U, O, k, out] user embeddings (or `fn`'s output), batched, last batch padded."""
+    fn = fn or self._embed_users
     u = len(examples[schema.TARGET_ID])
     bs = self.cfg.batch_size
     outs = []
     for start in range(0, u, bs):
       idx = np.minimum(np.arange(start, start + bs), u - 1)
-      outs.append(self._embed_users(params, device_batch(
-          {k: v[idx] for k, v in examples.items()})))
+      outs.append(fn(params, device_batch({k: v[idx] for k, v in examples.items()})))
     return jnp.concatenate(outs)[:u]
+
+  def merged(self, params, users, items, examples, prefix: str) -> dict[str, float]:
+    """Multi-objective exposure of the merged list, personalised and uniform quotas."""
+    objectives = self.model.cfg.objectives
+    n = self.cfg.merged_n
+    personal = np.asarray(self.users(params, examples, self._weights))
+    out: dict[str, float] = {}
+    for name, weights in (("merged", personal),
+                          ("merged_uniform", np.full_like(personal, 1 / len(objectives)))):
+      lists = merged_lists(np.asarray(users), items, weights, n, minimum=self.cfg.quota_min,
+                           c=self.cfg.interest_overfetch, block_size=self.cfg.item_block_size)
+      ranks = list_ranks(lists, examples[schema.TARGET_ID])
+      hits = []
+      for obj in objectives:
+        mask = examples[schema.TARGET_LABELS][:, self.model.spec.objective_index(obj)] > 0
+        hr = ranking_metrics(ranks, (n,), mask=mask)[f"hr@{n}"]
+        out[f"{prefix}/{name}/{obj}/hr@{n}"] = hr
+        hits.append(hr)
+      out[f"{prefix}/{name}/mean_exposure"] = float(np.mean(hits))
+    for o, obj in enumerate(objectives):
+      out[f"{prefix}/weights/{obj}"] = float(personal[:, o].mean())
+    return out
 
   def __call__(self, params, examples: Mapping[str, np.ndarray], popularity: np.ndarray,
                prefix: str = "eval") -> dict[str, float]:
@@ -78,4 +108,6 @@ class Evaluator:
         out[f"{prefix}/popularity/{name}/{key}"] = value
         if o == 0:
           out[f"{prefix}/popularity/{key}"] = value
+    if len(self.model.cfg.objectives) > 1:
+      out.update(self.merged(params, users, items, examples, prefix))
     return out

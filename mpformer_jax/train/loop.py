@@ -116,9 +116,15 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
       if not np.isfinite(metrics["loss"]):
         raise FloatingPointError(f"loss is {metrics['loss']} at step {step}; lower "
                                  f"train.learning_rate or check the data")
+      for o, name in enumerate(model.cfg.objectives):
+        if metrics[f"count/{o}"] == 0:
+          logging.warning("step %d: no target in the batch has objective %r; its loss term "
+                          "was skipped (0) for this batch", step, name)
       elapsed = time.perf_counter() - window_start
       steps_per_sec = window_steps / elapsed
       last = {"train/loss": float(metrics["loss"]),
+              **{f"train/loss/{name}": float(metrics[f"loss/{o}"])
+                 for o, name in enumerate(model.cfg.objectives)},
               "train/accuracy": float(metrics["accuracy/0"]),
               "train/grad_norm": float(metrics["grad_norm"]),
               "train/examples_per_sec": steps_per_sec * t.batch_size,

@@ -11,6 +11,7 @@ import optax
 
 from mpformer_jax import losses
 from mpformer_jax.data import schema
+from mpformer_jax.model.modulation import objective_mix
 from mpformer_jax.model.retriever import Retriever
 
 # Keys the device step needs (USER_INDEX stays on the host).
@@ -59,11 +60,18 @@ def make_loss_fn(model: Retriever, config) -> Callable:
                      f"{len(columns)} objectives {model.cfg.objectives}")
 
   def loss_fn(params, batch):
-    user, cand = model.apply({"params": params}, batch)
-    return losses.retrieval_loss(
-        user, cand, batch, objective_columns=columns, objective_weights=weights,
+    out, cand = model.apply({"params": params}, batch)
+    loss, metrics = losses.retrieval_loss(
+        out["interests"], cand, batch, objective_columns=columns, objective_weights=weights,
         kind=config.loss.kind, alpha=config.loss.alpha,
         logq_correction=config.loss.logq_correction, temperature=config.loss.temperature)
+    if "weight_logits" in out:
+      mix, has_any = objective_mix(batch[schema.HISTORY_EVENT_FEATURES], model.behaviour_col,
+                                   columns, model.cfg.weight_recent)
+      weight_loss = losses.objective_mix_loss(out["weight_logits"], mix, has_any)
+      loss = loss + config.loss.weight_loss * weight_loss
+      metrics["loss/weights"] = weight_loss
+    return loss, metrics
   return loss_fn
 
 

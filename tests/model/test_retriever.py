@@ -4,7 +4,7 @@ import dataclasses
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
+from configs import base
 import numpy as np
 import pytest
 
@@ -45,14 +45,18 @@ def test_shapes(schedule):
   model = Retriever(SPEC, model_cfg(schedule=schedule))
   batch = toy_batch()
   params = model.init(jax.random.PRNGKey(0), batch)
-  user, item = model.apply(params, batch)
+  out, item = model.apply(params, batch)
+  user = out["interests"]
   assert user.shape == (3, 2, 3, 8) and item.shape == (3, 8)
   assert np.isfinite(np.asarray(user)).all()
 
 
-def test_objectives_are_separable():
+@pytest.mark.parametrize("mpformer", [False, True])
+def test_objectives_are_separable(mpformer):
   """Changing objective 1's embedding leaves objective 0's interests unchanged."""
-  model = Retriever(SPEC, model_cfg())
+  switches = dict(attention_bias=True, recency_bias=True, user_gate=True,
+                  target_weights=True) if mpformer else {}
+  model = Retriever(SPEC, model_cfg(**switches))
   batch = toy_batch()
   params = nn.meta.unbox(model.init(jax.random.PRNGKey(0), batch))
   user = model.apply(params, batch, method=Retriever.user_embeddings)
@@ -62,6 +66,9 @@ def test_objectives_are_separable():
   user2 = model.apply(p2, batch, method=Retriever.user_embeddings)
   np.testing.assert_allclose(user2[:, 0], user[:, 0], atol=1e-6)
   assert not np.allclose(user2[:, 1], user[:, 1])
+  if mpformer:
+    weights = model.apply(params, batch, method=Retriever.objective_weights)
+    np.testing.assert_allclose(np.asarray(weights).sum(-1), 1.0, rtol=1e-6)
 
 
 def test_later_queries_do_not_change_earlier_ones():
@@ -97,13 +104,11 @@ def test_unknown_objective_is_a_clear_error():
 
 
 def test_from_config_errors():
-  c = ml_collections.ConfigDict(dict(
-      d_model=30, num_layers=1, num_heads=4, mlp_hidden=8, item_embed_dim=8, feature_dim=4,
-      num_queries=2, output_dim=8, objectives=("click",), user_token=True,
-      objective_embedding=True, normalize=False, dtype="float32",
-      compression=dict(schedule=((8, 2),), pool="mean", impl="auto")))
+  c = base.get_config("tiny").model
+  c.d_model, c.num_heads = 30, 4
   with pytest.raises(ValueError, match="d_model=30 is not divisible"):
     ModelConfig.from_config(c, 32)
   c.d_model = 32
+  c.compression.schedule = ((8, 2),)
   with pytest.raises(ValueError, match="more than max_len=8"):
     ModelConfig.from_config(c, 8)
