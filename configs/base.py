@@ -23,6 +23,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data = dict(
       name="synthetic",   # "synthetic" (no download)
       dir="",             # raw-data directory for real datasets (or $MPFORMER_DATA)
+      tfds_dir="",        # where TFDS builds them ("" = $TFDS_DATA_DIR or ~/tensorflow_datasets)
       max_len=256,        # history length seen by the model, left-padded
       num_threads=2,      # Grain read threads
       stats_max_users=20_000,  # users scanned for logQ / popularity counts
