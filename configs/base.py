@@ -36,6 +36,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       item_embed_dim=64, feature_dim=16, num_queries=4, output_dim=64,
       objectives=("click", "long_view", "like", "follow"),  # each gets k query tokens
       max_query_tokens=64,          # budget for len(objectives) * num_queries
+      readout="queries",            # "queries" (k interests) or "last" (SASRec baseline)
       user_token=True,              # user-profile token at position 0
       objective_embedding=True,     # q_{o,j} = q_j + e_o when several objectives
       attention_bias=True,          # beta[o, head, behaviour(i)] on query->item logits
@@ -51,7 +52,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   )
   c.loss = dict(kind="smooth_logq", alpha=0.1, logq_correction=True, temperature=1.0,
                 objective_weights=(1.0, 1.0, 1.0, 1.0),  # lambda_o, one per objective
-                weight_loss=1.0)                          # lambda_w of the weight head
+                weight_loss=1.0,                          # lambda_w of the weight head
+                aux_next_item=0.0)  # weight of a next-item loss at every raw item token
   c.train = dict(num_steps=1_000, batch_size=128, learning_rate=2e-3, warmup_steps=100,
                  weight_decay=0.01, grad_clip=1.0, log_every_steps=50,
                  eval_every_steps=500, checkpoint_every_steps=250, max_checkpoints=2)
@@ -59,7 +61,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                 remove_seen=False, split="valid",
                 merged_n=200,            # merged multi-objective list size N
                 quota_min=10,            # minimum slots per objective
-                interest_overfetch=2.0)  # c: each interest fetches ceil(N_o / k) * c
+                interest_overfetch=2.0,  # c: each interest fetches ceil(N_o / k) * c
+                # launch.evaluate --retrieval=scann; -1 = default_scann_params(num_items)
+                scann=dict(num_leaves=-1, num_leaves_to_search=-1, dims_per_block=-1,
+                           anisotropic_quantization_threshold=0.2, reorder_k=-1,
+                           training_sample_size=-1))
   # Scale-out (DESIGN 4). Mesh axes: data (batch) x model (item vocabulary); -1 = the rest.
   c.mesh = dict(data=-1, model=1)
   c.parallel = dict(

@@ -98,3 +98,24 @@ def objective_mix_loss(logits: jax.Array, mix: jax.Array, has_any: jax.Array) ->
   ce = -jnp.sum(mix * jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1), axis=-1)
   w = has_any.astype(jnp.float32)
   return jnp.sum(ce * w) / jnp.maximum(jnp.sum(w), 1.0)
+
+
+def next_item_loss(item_out: jax.Array, next_emb: jax.Array, next_ids: jax.Array,
+                   valid: jax.Array, cand: jax.Array, cand_ids: jax.Array,
+                   cand_logq: jax.Array | None, temperature: float = 1.0) -> jax.Array:
+  """Auxiliary next-item softmax at every raw item token (SASRec-style training signal).
+
+  Position t of row b scores its next item (positive) against the batch's C target items
+  (negatives, logQ-corrected if `cand_logq` is given, accidental hits masked); the loss is
+  the mean cross-entropy over valid positions. item_out, next_emb [B, R, d]; next_ids and
+  valid [B, R]; cand [C, d].
+  """
+  pos = jnp.sum(item_out * next_emb, axis=-1) / temperature
+  neg = jnp.einsum("brd,cd->brc", item_out, cand) / temperature
+  if cand_logq is not None:
+    neg = neg - cand_logq[None, None, :]
+  neg = jnp.where(cand_ids[None, None, :] == next_ids[..., None], _MASKED, neg)
+  logits = jnp.concatenate([pos[..., None], neg], axis=-1)
+  ce = jax.nn.logsumexp(logits, axis=-1) - pos
+  w = valid.astype(jnp.float32)
+  return jnp.sum(ce * w) / jnp.maximum(jnp.sum(w), 1.0)

@@ -97,3 +97,16 @@ def test_multi_objective_rows_and_empty_objective():
   assert float(m["loss/0"]) == pytest.approx(expected0, rel=1e-5)
   assert float(m["loss/1"]) == 0.0 and float(m["count/1"]) == 0.0
   assert float(total) == pytest.approx(expected0, rel=1e-5)
+
+
+def test_next_item_loss_by_hand():
+  item_out = jnp.asarray([[[1., 0.], [0., 1.]], [[1., 1.], [0., 0.]]])
+  next_emb = jnp.asarray([[[2., 0.], [0., 1.]], [[1., 0.], [5., 5.]]])
+  next_ids = jnp.asarray([[3, 4], [5, 0]])
+  valid = jnp.asarray([[True, True], [True, False]])
+  cand, cand_ids = jnp.asarray([[1., 0.], [0., 2.]]), jnp.asarray([4, 7])
+  loss = losses.next_item_loss(item_out, next_emb, next_ids, valid, cand, cand_ids, None)
+  ce = [math.log(E ** 2 + E + 1) - 2,   # row 0 pos 0: logits (2 | 1, 0)
+        math.log(E + E ** 2) - 1,       # row 0 pos 1: (1 | masked hit id 4, 2)
+        math.log(2 * E + E ** 2) - 1]   # row 1 pos 0: (1 | 1, 2); row 1 pos 1 invalid
+  assert float(loss) == pytest.approx(sum(ce) / 3, rel=1e-6)

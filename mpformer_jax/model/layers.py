@@ -11,6 +11,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+# DenseGeneral kernels under a mesh (flax #3676); see parallel/logical.py.
+from mpformer_jax.parallel.logical import with_logical_partitioning as nd_logical_partitioning
+
 Dtype = jnp.dtype
 NEG_INF = -1e30  # finite mask value: keeps softmax NaN-free even on fully masked rows
 
@@ -71,7 +74,7 @@ class QKV(nn.Module):
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     def proj(name):
       return nn.DenseGeneral((self.num_heads, self.head_dim), use_bias=False, dtype=self.dtype,
-                             name=name, kernel_init=nn.with_logical_partitioning(
+                             name=name, kernel_init=nd_logical_partitioning(
                                  nn.initializers.lecun_normal(), ("embed", "heads", "kv")))(x)
     return proj("query"), proj("key"), proj("value")
 
@@ -84,7 +87,7 @@ class OutProj(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     return nn.DenseGeneral(self.features, axis=(-2, -1), use_bias=False, dtype=self.dtype,
-                           name="out", kernel_init=nn.with_logical_partitioning(
+                           name="out", kernel_init=nd_logical_partitioning(
                                nn.initializers.lecun_normal(), ("heads", "kv", "embed")))(x)
 
 

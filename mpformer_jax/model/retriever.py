@@ -46,6 +46,7 @@ class ModelConfig:
   target_weights: bool = False      # personalised objective-mix head
   weight_recent: int = 50           # recent events defining the objective-mix target
   max_query_tokens: int = 64        # budget for O * k query tokens
+  readout: str = "queries"          # "queries" (k interests) or "last" (SASRec: newest item)
   normalize: bool = False
   schedule: tuple[tuple[int, int], ...] = ()
   pool: str = "mean"
@@ -62,6 +63,10 @@ class ModelConfig:
                        f"model.num_heads={c.num_heads}")
     if c.num_queries < 1:
       raise ValueError(f"model.num_queries must be >= 1, got {c.num_queries}")
+    if c.readout not in ("queries", "last"):
+      raise ValueError(f"model.readout must be 'queries' or 'last', got {c.readout!r}")
+    if c.readout == "last" and len(c.objectives) != 1:
+      raise ValueError(f"model.readout='last' serves one objective, got {tuple(c.objectives)}")
     if len(c.objectives) * c.num_queries > c.max_query_tokens:
       raise ValueError(f"{len(c.objectives)} objectives x {c.num_queries} query tokens = "
                        f"{len(c.objectives) * c.num_queries} exceeds model.max_query_tokens="
@@ -75,6 +80,7 @@ class ModelConfig:
                attention_bias=c.attention_bias, recency_bias=c.recency_bias,
                user_gate=c.user_gate, target_weights=c.target_weights,
                weight_recent=c.weight_recent, max_query_tokens=c.max_query_tokens,
+               readout=c.readout,
                normalize=c.normalize,
                schedule=validate_schedule(c.compression.schedule, max_len),
                pool=c.compression.pool, impl=c.compression.impl, dtype=c.dtype)
@@ -124,6 +130,11 @@ class Retriever(nn.Module):
   @property
   def has_user_token(self) -> bool:
     return self.cfg.user_token and bool(self.spec.user_features)
+
+  @property
+  def num_query_tokens(self) -> int:
+    """Query tokens per objective appended to the sequence (0 for readout='last')."""
+    return 0 if self.cfg.readout == "last" else self.cfg.num_queries
 
   @property
   def behaviour_col(self) -> int | None:
@@ -179,8 +190,8 @@ class Retriever(nn.Module):
     parts.append(raw)
     part_valid.append(raw_valid)
     context_valid = jnp.concatenate(part_valid, axis=1)
-    num_obj, k = len(c.objectives), c.num_queries
-    queries = jnp.broadcast_to(self.queries, (num_obj, k, c.d_model))
+    num_obj, k = len(c.objectives), self.num_query_tokens
+    queries = jnp.broadcast_to(self.queries[:k], (num_obj, k, c.d_model))
     if c.objective_embedding and num_obj > 1:
       queries = queries + self.objective_emb[:, None, :]
     queries = jnp.broadcast_to(queries.reshape(1, num_obj * k, c.d_model),
@@ -201,9 +212,16 @@ class Retriever(nn.Module):
       gate = self.gates[i](user)[:, None] if c.user_gate else None
       x = block(x, mask, positions, bias, gate)
     x = self.final_norm(x)
-    u = self.head(x[:, num_context:]).astype(jnp.float32)
-    u = u.reshape(b, num_obj, k, c.output_dim)
-    out = {"interests": _l2_normalize(u) if c.normalize else u}
+    if c.readout == "last":  # SASRec: the newest item's output is the single interest
+      u = self.head(x[:, num_context - 1])[:, None, None].astype(jnp.float32)
+    else:
+      u = self.head(x[:, num_context:]).astype(jnp.float32)
+      u = u.reshape(b, num_obj, k, c.output_dim)
+    # Outputs of the raw item tokens, for the auxiliary next-item loss (unused ones are
+    # removed by XLA).
+    items_out = self.head(x[:, num_context - raw.shape[1]:num_context]).astype(jnp.float32)
+    out = {"interests": _l2_normalize(u) if c.normalize else u,
+           "item_outputs": _l2_normalize(items_out) if c.normalize else items_out}
     if c.target_weights:
       user_out = x[:, 0] if self.has_user_token else jnp.zeros((b, c.d_model), x.dtype)
       out["weight_logits"] = self.weight_head(user_out, u)

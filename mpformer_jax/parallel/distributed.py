@@ -32,11 +32,11 @@ def maybe_initialize(parallel_cfg) -> bool:
     return False
   kwargs = {}
   if parallel_cfg.get("coordinator_address", ""):
-    kwargs["coordinator_address"] = parallel_cfg.coordinator_address
+    kwargs["coordinator_address"] = parallel_cfg["coordinator_address"]
   if parallel_cfg.get("num_processes", -1) > 0:
-    kwargs["num_processes"] = int(parallel_cfg.num_processes)
+    kwargs["num_processes"] = int(parallel_cfg["num_processes"])
   if parallel_cfg.get("process_id", -1) >= 0:
-    kwargs["process_id"] = int(parallel_cfg.process_id)
+    kwargs["process_id"] = int(parallel_cfg["process_id"])
   jax.distributed.initialize(**kwargs)
   logging.info("jax.distributed initialised: process %d of %d, %d local / %d global devices",
                jax.process_index(), jax.process_count(), jax.local_device_count(),

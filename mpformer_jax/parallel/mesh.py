@@ -81,7 +81,8 @@ def axis_rules(parallel_cfg) -> Rules:
   name `batch` first, so their batch dim keeps `data` and the FSDP rule falls through to the
   next rule for that name.
   """
-  rules = tuple((str(name), _mesh_axes(axes)) for name, axes in parallel_cfg.rules)
+  rules = tuple((str(name), _mesh_axes(axes))
+                for name, axes in parallel_cfg.get("rules", DEFAULT_RULES))
   if not parallel_cfg.get("fsdp", False):
     return rules
   fsdp_axis = parallel_cfg.get("fsdp_axis", "embed")

@@ -50,7 +50,10 @@ class Layout:
 
   @classmethod
   def from_config(cls, config, devices=None) -> "Layout":
-    return cls(mesh_lib.make_mesh(config.mesh, devices), mesh_lib.axis_rules(config.parallel))
+    """From `config.mesh` and `config.parallel` (defaults: all devices on data, no FSDP)."""
+    mesh_cfg = config.get("mesh", None) or {"data": -1, "model": 1}
+    parallel_cfg = config.get("parallel", None) or {}
+    return cls(mesh_lib.make_mesh(mesh_cfg, devices), mesh_lib.axis_rules(parallel_cfg))
 
   @contextlib.contextmanager
   def context(self):

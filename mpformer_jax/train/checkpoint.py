@@ -3,6 +3,11 @@
 A checkpoint holds params, optimizer state, step and RNG ("state", an Orbax StandardSave
 pytree that restores onto any sharding) and the data iterator's position ("data", JSON), so a
 resumed run sees exactly the batches an uninterrupted run would.
+
+Resharding: arrays are saved sharded (each process writes its shards; Orbax coordinates a
+multi-host save) and restored onto the shardings of the *target*, so a checkpoint written on
+an 8-device mesh restores onto 4 devices or 1 (tests/parallel). The target is a state of
+arrays or of `jax.ShapeDtypeStruct`s carrying shardings (`abstract_target`).
 """
 from __future__ import annotations
 
@@ -27,6 +32,14 @@ def _from_json(state: Any) -> Any:
   return state
 
 
+def abstract_target(state: Any, shardings: Any = None) -> Any:
+  """ShapeDtypeStructs with the target shardings (`shardings`, else each leaf's own)."""
+  if shardings is None:
+    return jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                      state, shardings)
+
+
 class Checkpointer:
   """Thin wrapper over `ocp.CheckpointManager` with the two items we save.
 
@@ -48,8 +61,8 @@ class Checkpointer:
         state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(_json_safe(data_state))))
 
   def restore(self, step: int, abstract_state: Any) -> tuple[Any, Any]:
-    """Restore onto the shapes, dtypes and shardings of `abstract_state`."""
-    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+    """Restore onto the shapes, dtypes and shardings of `abstract_state` (arrays or structs)."""
+    target = abstract_target(abstract_state)
     out = self._manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()))
     return out["state"], _from_json(out["data"])

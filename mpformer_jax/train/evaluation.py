@@ -19,6 +19,7 @@ import numpy as np
 
 from mpformer_jax.data import schema
 from mpformer_jax.model.retriever import Retriever
+from mpformer_jax.parallel.sharding import in_context
 from mpformer_jax.retrieval.exact import target_ranks
 from mpformer_jax.retrieval.metrics import list_ranks, ranking_metrics
 from mpformer_jax.retrieval.multi_objective import merged_lists
@@ -29,7 +30,7 @@ from mpformer_jax.train.state import device_batch
 class Evaluator:
   """Embeds the corpus and the held-out users, ranks every target against every item."""
 
-  def __init__(self, model: Retriever, corpus_features: np.ndarray, eval_cfg):
+  def __init__(self, model: Retriever, corpus_features: np.ndarray, eval_cfg, layout=None):
     self.model = model
     self.cfg = eval_cfg
     self.corpus_features = corpus_features
@@ -39,6 +40,9 @@ class Evaluator:
         lambda p, b: model.apply({"params": p}, b, method=Retriever.user_embeddings))
     self._weights = jax.jit(
         lambda p, b: model.apply({"params": p}, b, method=Retriever.objective_weights))
+    if layout is not None:  # trace under the mesh: the corpus uses the vocab-parallel lookup
+      self._embed_items, self._embed_users, self._weights = (
+          in_context(layout, f) for f in (self._embed_items, self._embed_users, self._weights))
 
   def corpus(self, params) -> jax.Array:
     """[N + 1, out] item embeddings (row 0 = padding, never ranked)."""

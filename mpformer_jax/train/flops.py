@@ -33,7 +33,7 @@ _PEAKS = (("h200", 989e12), ("h100", 989e12), ("a100", 312e12), ("v6", 918e12),
 def train_flops_per_step(cfg: ModelConfig, spec: DatasetSpec, batch_size: int) -> float:
   d, h, out = cfg.d_model, cfg.mlp_hidden, cfg.output_dim
   f = cfg.feature_dim
-  num_obj, k = len(cfg.objectives), cfg.num_queries
+  num_obj, k = len(cfg.objectives), (0 if cfg.readout == "last" else cfg.num_queries)
   i_t = cfg.item_embed_dim + (len(spec.item_features) + len(spec.event_features)) * f
   token_mlp = cfg.max_len * (2 * i_t * 2 * d + 2 * 2 * d * d)
   group = 0.0
@@ -46,10 +46,10 @@ def train_flops_per_step(cfg: ModelConfig, spec: DatasetSpec, batch_size: int) -
   user = int(cfg.user_token and bool(spec.user_features))
   s = user + num_tokens(cfg.schedule, cfg.max_len) + num_obj * k
   backbone = cfg.num_layers * s * (8 * d * d + 4 * s * d + 6 * d * h)
-  head = num_obj * k * 2 * d * out
+  head = max(num_obj * k, 1) * 2 * d * out
   i_v = cfg.item_embed_dim + len(spec.item_features) * f
   tower = 2 * i_v * 2 * out + 2 * 2 * out * out
-  loss = num_obj * batch_size * k * 2 * out
+  loss = num_obj * batch_size * max(k, 1) * 2 * out
   forward = token_mlp + group + backbone + head + tower + loss
   return 3.0 * forward * batch_size
 

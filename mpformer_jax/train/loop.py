@@ -17,12 +17,14 @@ from absl import logging
 from mpformer_jax.data import pipeline, schema
 from mpformer_jax.data.registry import make_source
 from mpformer_jax.model.retriever import ModelConfig, Retriever
+from mpformer_jax.parallel import distributed
+from mpformer_jax.parallel.sharding import Layout
 from mpformer_jax.train.checkpoint import Checkpointer
 from mpformer_jax.train.evaluation import Evaluator
 from mpformer_jax.train.flops import device_peak_flops, train_flops_per_step
 from mpformer_jax.train.metric_writer import MetricWriter
 from mpformer_jax.train.state import (device_batch, init_state, make_optimizer,
-                                      make_train_step)
+                                      make_train_step, shardings_of)
 
 
 def prepare_workdir(workdir: str) -> str:
@@ -30,7 +32,7 @@ def prepare_workdir(workdir: str) -> str:
   workdir = os.path.abspath(os.path.expanduser(workdir))
   try:
     os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, ".write_test")
+    probe = os.path.join(workdir, f".write_test.{jax.process_index()}")
     with open(probe, "w") as f:
       f.write("ok")
     os.remove(probe)
@@ -64,8 +66,16 @@ def _format_eta(seconds: float) -> str:
 
 
 def train_and_evaluate(config, workdir: str) -> dict[str, float]:
-  """Train (or resume) and evaluate; returns the final metrics record."""
+  """Train (or resume) and evaluate; returns the final metrics record.
+
+  Runs on the `config.mesh` device mesh: the state is sharded by `config.parallel.rules`,
+  each process reads its shard of the data (per-host batch = global / process count) and
+  the step sees global arrays; metrics are written by process 0, checkpoints by Orbax.
+  """
+  distributed.maybe_initialize(config.get("parallel", {}))  # before any backend use
   check_config(config)
+  layout = Layout.from_config(config)  # bad mesh / batch size: errors before compiling
+  layout.check_batch_size(config.train.batch_size)
   workdir = prepare_workdir(workdir)
   source = make_source(config.data)
   spec, max_len, t = source.spec, config.data.max_len, config.train
@@ -78,14 +88,17 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
               for split in ("valid", "test")}
   for examples in held_out.values():
     schema.validate_batch(spec, examples)
-  evaluator = Evaluator(model, pipeline.item_corpus_features(source), config.eval)
+  evaluator = Evaluator(model, pipeline.item_corpus_features(source), config.eval, layout)
 
   tx = make_optimizer(t)
   init_batch = {k: v[:2] for k, v in held_out["valid"].items()}
-  state, _ = init_state(model, tx, init_batch, config.seed)
-  train_iter = pipeline.train_iterator(source, max_len=max_len, batch_size=t.batch_size,
+  state, _ = init_state(model, tx, init_batch, config.seed, layout)
+  shard_index, shard_count = distributed.shard_info()
+  train_iter = pipeline.train_iterator(source, max_len=max_len,
+                                       batch_size=distributed.per_host_batch_size(t.batch_size),
                                        seed=config.seed, logq_table=logq,
-                                       num_threads=config.data.num_threads)
+                                       num_threads=config.data.num_threads,
+                                       shard_index=shard_index, shard_count=shard_count)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=t.max_checkpoints)
   start = ckpt.latest_step()
   if start is not None:
@@ -99,16 +112,20 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
   flops = train_flops_per_step(model.cfg, spec, t.batch_size)
   peak, peak_src = device_peak_flops()
+  if jax.devices()[0].platform != "cpu":  # forced CPU host devices share the same cores
+    peak *= layout.mesh.size
+  logging.info("mesh %s on %d process(es); rules %s", dict(layout.mesh.shape),
+               jax.process_count(), layout.rules)
   logging.info("%s: %d users, %d items; model %.2fM params; %.3g train FLOPs/step; "
                "peak %.3g FLOP/s (%s)", spec.name, len(source), spec.num_items,
                num_params / 1e6, flops, peak, peak_src)
-  train_step = make_train_step(model, tx, config)
+  train_step = make_train_step(model, tx, config, layout, shardings_of(state))
   writer = MetricWriter(workdir)
   step, window_start, window_steps, last = start, time.perf_counter(), 0, {}
   while step < t.num_steps:
     batch = next(train_iter)
     schema.validate_batch(spec, batch)
-    state, metrics = train_step(state, device_batch(batch))
+    state, metrics = train_step(state, layout.shard_batch(device_batch(batch)))
     step += 1
     window_steps += 1
     if step % t.log_every_steps == 0 or step == t.num_steps:

@@ -41,14 +41,45 @@ def device_batch(batch: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def init_state(model: Retriever, tx: optax.GradientTransformation, batch: Mapping[str, Any],
-               seed: int) -> tuple[TrainState, Any]:
-  """Initialise params and optimizer; returns the state and the params' logical axes."""
+               seed: int, layout=None) -> tuple[TrainState, Any]:
+  """Initialise params and optimizer; returns the state and the params' logical axes.
+
+  With a `parallel.sharding.Layout` the state is created already sharded (jit with
+  out_shardings from `jax.eval_shape`; the random init is partitioned and the forward pass
+  of `init` is dead code), so no device ever holds the whole item table. Init runs outside
+  the mesh context: flax's DenseGeneral reshapes boxed kernels under a constraint that fails
+  when a mesh is set, and no activation constraint matters here.
+  """
   rng, init_rng = jax.random.split(jax.random.PRNGKey(seed))
-  variables = jax.jit(model.init)(init_rng, device_batch(batch))
-  logical = nn.get_partition_spec(variables["params"])
-  params = nn.meta.unbox(variables["params"])
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                    rng=rng), logical
+  init = _init_fn(model, tx, rng)
+  batch = device_batch(batch)
+  abstract, shardings = abstract_state(model, tx, batch, layout, init=init)
+  logical = nn.get_partition_spec(abstract.params)
+  state = jax.jit(lambda r, b: nn.meta.unbox(init(r, b)), out_shardings=shardings)(
+      init_rng, batch)
+  return state, logical
+
+
+def _init_fn(model, tx, rng):
+  """rng, batch -> TrainState with boxed params and moments (logical axis names)."""
+  def init(init_rng, batch):
+    boxed = model.init(init_rng, batch)["params"]
+    return TrainState(step=jnp.zeros((), jnp.int32), params=boxed, opt_state=tx.init(boxed),
+                      rng=rng)
+  return init
+
+
+def abstract_state(model: Retriever, tx: optax.GradientTransformation,
+                   batch: Mapping[str, Any], layout=None, init=None):
+  """(boxed abstract state from `jax.eval_shape`, its shardings or None); nothing allocated."""
+  init = init or _init_fn(model, tx, jax.random.PRNGKey(0))
+  abstract = jax.eval_shape(init, jax.ShapeDtypeStruct((2,), jnp.uint32), device_batch(batch))
+  return abstract, None if layout is None else layout.state_shardings(abstract)
+
+
+def shardings_of(tree: Any) -> Any:
+  """The shardings of a pytree of arrays (or ShapeDtypeStructs carrying them)."""
+  return jax.tree.map(lambda x: x.sharding, tree)
 
 
 def make_loss_fn(model: Retriever, config) -> Callable:
@@ -71,12 +102,34 @@ def make_loss_fn(model: Retriever, config) -> Callable:
       weight_loss = losses.objective_mix_loss(out["weight_logits"], mix, has_any)
       loss = loss + config.loss.weight_loss * weight_loss
       metrics["loss/weights"] = weight_loss
+    if config.loss.aux_next_item > 0:
+      aux = _next_item_loss(model, params, out["item_outputs"], cand, batch, config)
+      loss = loss + config.loss.aux_next_item * aux
+      metrics["loss/next_item"] = aux
     return loss, metrics
   return loss_fn
 
 
-def make_train_step(model: Retriever, tx: optax.GradientTransformation, config) -> Callable:
-  """The jitted train step; the incoming state's buffers are donated."""
+def _next_item_loss(model, params, item_out, cand, batch, config):
+  """Each raw history token predicts the following event (the last one: the target)."""
+  r = item_out.shape[1]
+  hist = batch[schema.HISTORY_IDS][:, -r:]
+  next_ids = jnp.concatenate([hist[:, 1:], batch[schema.TARGET_ID][:, None]], axis=1)
+  next_feats = jnp.concatenate([batch[schema.HISTORY_ITEM_FEATURES][:, -r + 1:],
+                                batch[schema.TARGET_ITEM_FEATURES][:, None]], axis=1)
+  next_emb = model.apply({"params": params}, next_ids, next_feats, method=Retriever.embed_items)
+  logq = batch[schema.TARGET_LOGQ] if config.loss.logq_correction else None
+  return losses.next_item_loss(item_out, next_emb, next_ids, (hist > 0) & (next_ids > 0),
+                               cand, batch[schema.TARGET_ID], logq, config.loss.temperature)
+
+
+def make_train_step(model: Retriever, tx: optax.GradientTransformation, config, layout=None,
+                    state_sharding: Any = None) -> Callable:
+  """The jitted train step; the incoming state's buffers are donated.
+
+  With a layout: jitted with the state's shardings in and out, the batch over `data`,
+  replicated metrics, and traced under the mesh and rules (`layout.jit`).
+  """
   loss_fn = make_loss_fn(model, config)
 
   def step(state: TrainState, batch):
@@ -86,4 +139,9 @@ def make_train_step(model: Retriever, tx: optax.GradientTransformation, config) 
     metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
-  return jax.jit(step, donate_argnums=0)
+  if layout is None:
+    return jax.jit(step, donate_argnums=0)
+  if state_sharding is None:
+    raise ValueError("make_train_step: a layout needs the state's shardings")
+  return layout.jit(step, in_shardings=(state_sharding, layout.batch_sharding),
+                    out_shardings=(state_sharding, layout.replicated), donate_argnums=0)

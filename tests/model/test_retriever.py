@@ -112,3 +112,13 @@ def test_from_config_errors():
   c.compression.schedule = ((8, 2),)
   with pytest.raises(ValueError, match="more than max_len=8"):
     ModelConfig.from_config(c, 8)
+
+
+def test_sasrec_readout_uses_the_newest_item():
+  model = Retriever(SPEC, model_cfg(readout="last", objectives=("click",), schedule=()))
+  batch = toy_batch()
+  params = nn.meta.unbox(model.init(jax.random.PRNGKey(0), batch))
+  out, _ = model.apply(params, batch)
+  assert out["interests"].shape == (3, 1, 1, 8)
+  np.testing.assert_allclose(out["interests"][:, 0, 0], out["item_outputs"][:, -1], atol=1e-6)
+  assert "queries" not in params["params"] or params["params"]["queries"].shape[0] == 3

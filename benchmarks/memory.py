@@ -1,0 +1,279 @@
+"""Per-device memory of the sharded train step against item vocabulary, length and devices.
+
+  python benchmarks/memory.py [--quick] [--out DIR] [--update_readme]
+
+Nothing is executed: each case builds the abstract train state (`jax.eval_shape`), lowers
+the real jitted train step (shardings, donation) on ShapeDtypeStructs and reads XLA's
+`compiled.memory_analysis()`, which is per device for an SPMD program. Device counts are
+forced CPU host devices: each count runs in its own subprocess with
+`XLA_FLAGS=--xla_force_host_platform_device_count=N`.
+
+Per device: `args` = params + optimizer state + batch shards; `temp` = XLA temporaries;
+`peak` = args + temp + outputs - aliased (donated) outputs. `table` = one copy of the
+item-table shard, read from the compiled executable's input sharding; Adam keeps two more
+(mu, nu) of the same shape.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Optional
+
+if __package__ in (None, ""):
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+VOCABS = (1_000_000, 10_000_000, 50_000_000, 100_000_000)
+LENGTHS = (64, 256, 1024)
+DEVICES = (1, 2, 4, 8)
+BATCH = 128
+README_START, README_END = "<!-- memory:start -->", "<!-- memory:end -->"
+# Compression schedules per max_len (oldest first; the rest stay raw), KuaiFormer-style.
+SCHEDULES = {64: ((16, 2),), 256: ((64, 2), (16, 5)), 1024: ((256, 2), (64, 5))}
+
+
+def cases(quick: bool) -> list[dict]:
+  """Every (vocab, max_len, devices, data, model) to compile."""
+  if quick:  # three compiles of the tiny model: under a minute on a small CPU
+    return [dict(vocab=1_000_000, max_len=32, devices=n, data=d, model=m, batch=BATCH,
+                 fsdp=False, variant="tiny") for n, d, m in ((1, 1, 1), (8, 1, 8), (8, 2, 4))]
+  out = []
+  for v in VOCABS:
+    for n in DEVICES:
+      out.append(dict(vocab=v, max_len=256, devices=n, data=1, model=n))
+    out += [dict(vocab=v, max_len=256, devices=8, data=2, model=4),
+            dict(vocab=v, max_len=256, devices=8, data=8, model=1)]
+  out += [dict(vocab=10_000_000, max_len=n, devices=8, data=2, model=4)
+          for n in LENGTHS if n != 256]
+  return [dict(c, batch=BATCH, fsdp=False, variant="default") for c in out]
+
+
+def measure(case: dict) -> dict:
+  """Compile one case in this process (its device count must match) and read its memory."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  from configs import base  # pylint: disable=g-import-not-at-top
+  from mpformer_jax.data import schema, synthetic  # pylint: disable=g-import-not-at-top
+  from mpformer_jax.model.retriever import ModelConfig, Retriever  # pylint: disable=g-import-not-at-top
+  from mpformer_jax.parallel.sharding import Layout  # pylint: disable=g-import-not-at-top
+  from mpformer_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
+
+  config = base.get_config(case["variant"])
+  config.data.max_len = case["max_len"]
+  if case["max_len"] in SCHEDULES:
+    config.model.compression.schedule = SCHEDULES[case["max_len"]]
+  config.mesh.data, config.mesh.model = case["data"], case["model"]
+  config.parallel.fsdp = case["fsdp"]
+  config.train.batch_size = case["batch"]
+  spec = synthetic.synthetic_spec(num_items=case["vocab"])
+  model = Retriever(spec, ModelConfig.from_config(config.model, case["max_len"]))
+  layout = Layout.from_config(config)
+  layout.check_batch_size(case["batch"])
+  batch = example_batch(spec, case["batch"], case["max_len"], schema, np)
+  tx = state_lib.make_optimizer(config.train)
+  abstract, shardings = state_lib.abstract_state(model, tx, batch, layout)
+  target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                        nn.meta.unbox(abstract), shardings)
+  step = state_lib.make_train_step(model, tx, config, layout, shardings)
+  t0 = time.perf_counter()
+  compiled = step.lower(target, layout.abstract_batch(batch)).compile()
+  compile_s = time.perf_counter() - t0
+  mem = compiled.memory_analysis()
+  table = target.params["item_table"]["embedding"]
+  table_sharding = compiled.input_shardings[0][0].params["item_table"]["embedding"]
+  shard = table_sharding.shard_shape(table.shape)
+  row = dict(case, table_rows=table.shape[0], table_shard_shape=list(shard),
+             table_bytes=int(np.prod(shard)) * table.dtype.itemsize,
+             table_spec=str(table_sharding.spec), compile_s=round(compile_s, 2),
+             num_params=int(sum(np.prod(x.shape) for x in jax.tree.leaves(target.params))))
+  if mem is not None:
+    args, out = int(mem.argument_size_in_bytes), int(mem.output_size_in_bytes)
+    alias, temp = int(mem.alias_size_in_bytes), int(mem.temp_size_in_bytes)
+    row.update(argument_bytes=args, output_bytes=out, alias_bytes=alias, temp_bytes=temp,
+               peak_bytes=args + temp + out - alias)
+  return row
+
+
+def example_batch(spec, b: int, max_len: int, schema, np) -> dict:
+  """Zero arrays of the device batch's shapes and dtypes (values never matter here)."""
+  fi, fe = len(spec.item_features), len(spec.event_features)
+  i32 = np.int32
+  return {schema.HISTORY_IDS: np.zeros((b, max_len), i32),
+          schema.HISTORY_ITEM_FEATURES: np.zeros((b, max_len, fi), i32),
+          schema.HISTORY_EVENT_FEATURES: np.zeros((b, max_len, fe), i32),
+          schema.USER_FEATURES: np.zeros((b, len(spec.user_features)), i32),
+          schema.TARGET_ID: np.ones((b,), i32),
+          schema.TARGET_ITEM_FEATURES: np.zeros((b, fi), i32),
+          schema.TARGET_LABELS: np.zeros((b, len(spec.objectives)), np.float32),
+          schema.TARGET_LOGQ: np.zeros((b,), np.float32)}
+
+
+def run_worker(case_list: list[dict]) -> None:
+  for case in case_list:
+    print("ROW " + json.dumps(measure(case)), flush=True)
+
+
+def run_cases(case_list: list[dict], parallel: int = 2, timeout: float = 3600) -> list[dict]:
+  """One subprocess per device count (that many forced host devices), `parallel` at a time."""
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  groups = [[c for c in case_list if c["devices"] == n]
+            for n in sorted({c["devices"] for c in case_list})]
+  rows, running = [], []
+
+  def finish(proc, mine):
+    out, err = proc.communicate(timeout=timeout)
+    got = [json.loads(line[4:]) for line in out.splitlines() if line.startswith("ROW ")]
+    if proc.returncode or len(got) != len(mine):
+      raise RuntimeError(f"memory worker for {mine[0]['devices']} devices failed:\n"
+                         f"{err[-4000:]}")
+    rows.extend(got)
+
+  for mine in groups:
+    if len(running) >= parallel:
+      finish(*running.pop(0))
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={mine[0]['devices']}")
+    running.append((subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(mine)], cwd=repo,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), mine))
+  for proc, mine in running:
+    finish(proc, mine)
+  return rows
+
+
+def add_ratios(rows: list[dict]) -> None:
+  """table x model / table(model=1): 1.0 means the shard is exactly 1/model of the table."""
+  for r in rows:
+    ref = [q for q in rows if q["vocab"] == r["vocab"] and q["max_len"] == r["max_len"]
+           and q["model"] == 1 and q["data"] == 1]
+    if ref:
+      r["table_scaling"] = r["table_bytes"] * r["model"] / ref[0]["table_bytes"]
+      if r.get("argument_bytes") and ref[0].get("argument_bytes"):
+        r["argument_scaling"] = r["argument_bytes"] * r["model"] / ref[0]["argument_bytes"]
+
+
+def _mb(x) -> str:
+  return "-" if x is None else f"{x / 2**20:,.0f}"
+
+
+def readme_section(rows: list[dict], meta: dict, png_rel: str) -> str:
+  out = [README_START, "## Memory scaling", "",
+         f"`python benchmarks/memory.py{meta['flags']}` on {meta['machine']}, {meta['date']}: "
+         "per-device bytes from XLA's `memory_analysis()` of the compiled, sharded train step "
+         "(not executed; forced CPU host devices). Default model (d=64, 2 layers, item "
+         f"embedding 64, 4 objectives), global batch {BATCH}, AdamW, f32. `table` = one copy "
+         "of the item-table shard per device (Adam adds mu and nu of the same size); `args` = "
+         "params + optimizer + batch shards; `peak` = args + temp + outputs - donated. "
+         "`scaling` = table x model / table at model 1 (1.00 = exactly 1/model).", "",
+         "| items | max_len | devices | mesh (data x model) | table MB | args MB | temp MB | "
+         "peak MB | scaling |", "|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+  for r in sorted(rows, key=lambda r: (r["max_len"] != 256, r["vocab"], r["max_len"],
+                                       r["devices"], -r["model"])):
+    scale = f"{r['table_scaling']:.2f}" if "table_scaling" in r else "-"
+    out.append(f"| {r['vocab']:,} | {r['max_len']} | {r['devices']} | {r['data']} x "
+               f"{r['model']} | {_mb(r['table_bytes'])} | {_mb(r.get('argument_bytes'))} | "
+               f"{_mb(r.get('temp_bytes'))} | {_mb(r.get('peak_bytes'))} | {scale} |")
+  out += ["", "The table shard shrinks as 1/model exactly (rows padded to a multiple of 128); "
+          "with data parallelism only (8 x 1) every device holds the whole table and its two "
+          "Adam moments.", "", f"![memory scaling]({png_rel})", README_END]
+  return "\n".join(out)
+
+
+def update_readme(path: str, section: str) -> None:
+  """Replaces only the text between the memory markers (appends it if absent)."""
+  text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+  if README_START in text and README_END in text:
+    head, rest = text.split(README_START, 1)
+    text = head + section + rest.split(README_END, 1)[1]
+  else:
+    text = text.rstrip("\n") + "\n\n" + section + "\n"
+  with open(path, "w") as f:
+    f.write(text)
+
+
+def plot(rows: list[dict], path: str) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+  length = 256 if any(r["max_len"] == 256 for r in rows) else rows[0]["max_len"]
+  mp = [r for r in rows if r["max_len"] == length and r["data"] == 1]
+  for v in sorted({r["vocab"] for r in mp}):
+    sel = sorted((r for r in mp if r["vocab"] == v), key=lambda r: r["model"])
+    xs = [r["model"] for r in sel]
+    line, = axes[0].plot(xs, [r.get("peak_bytes", 0) / 2**30 for r in sel], "o-",
+                         label=f"{v / 1e6:g}M items: peak")
+    axes[0].plot(xs, [r["table_bytes"] / 2**30 for r in sel], "s--", color=line.get_color(),
+                 alpha=0.6, label=f"{v / 1e6:g}M items: table shard")
+  axes[0].set(xscale="log", yscale="log", xlabel="model-axis size (= devices)",
+              ylabel="GiB per device",
+              title=f"Vocabulary-parallel table (batch {BATCH}, L={length})")
+  axes[0].set_xticks(DEVICES, [str(d) for d in DEVICES])
+  axes[0].legend(fontsize=7)
+  ls = sorted((r for r in rows if r["vocab"] == 10_000_000 and r["data"] == 2
+               and r["model"] == 4), key=lambda r: r["max_len"])
+  if ls:
+    axes[1].plot([r["max_len"] for r in ls], [r.get("temp_bytes", 0) / 2**20 for r in ls],
+                 "o-", label="temp")
+    axes[1].plot([r["max_len"] for r in ls], [r.get("peak_bytes", 0) / 2**20 for r in ls],
+                 "s-", label="peak")
+    axes[1].set(xscale="log", xlabel="max_len", ylabel="MiB per device",
+                title="10M items, mesh 2 x 4")
+    axes[1].legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def main(argv: Optional[list[str]] = None) -> list[dict]:
+  p = common.add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
+  p.add_argument("--update_readme", action="store_true")
+  p.add_argument("--readme", default=os.path.join(os.path.dirname(__file__), "README.md"))
+  p.add_argument("--worker", help=argparse.SUPPRESS)
+  args = p.parse_args(argv)
+  if args.worker:
+    run_worker(json.loads(args.worker))
+    return []
+  rows = run_cases(cases(args.quick))
+  add_ratios(rows)
+  machine = dict(kind="cpu (forced host devices)", python=sys.version.split()[0])
+  date = datetime.datetime.now().isoformat(timespec="seconds")
+  os.makedirs(args.out, exist_ok=True)
+  common.write_json(os.path.join(args.out, "memory.json"),
+                    dict(rows=rows, machine=machine, date=date, quick=args.quick))
+  png_path = os.path.join(args.out, "memory.png")
+  plot(rows, png_path)
+  for r in rows:
+    print(f"{r['vocab']:>11,} L={r['max_len']:<4} {r['data']}x{r['model']:<2} "
+          f"table {_mb(r['table_bytes']):>7} MB  peak {_mb(r.get('peak_bytes')):>7} MB  "
+          f"scaling {r.get('table_scaling', float('nan')):.3f}")
+  if args.update_readme:
+    import jax  # pylint: disable=g-import-not-at-top
+    meta = dict(flags=" --quick" if args.quick else "", date=date[:10],
+                machine=f"{_cpu_name()} (jax {jax.__version__} cpu)")
+    png_rel = os.path.relpath(png_path, os.path.dirname(os.path.abspath(args.readme)))
+    update_readme(args.readme, readme_section(rows, meta, png_rel))
+  return rows
+
+
+def _cpu_name() -> str:
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return "CPU"
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,441 @@
+"""One MPFormer vs one KuaiFormer per objective, plus MPFormer ablations (issue 3, item 8).
+
+Answers "does one objective-conditioned retriever replace a model per objective, and which
+MPFormer mechanism earns its keep" (DESIGN 2.5-2.7, 3). Runs, all with the same backbone size,
+data and step budget:
+  * `mpformer`: configs/base.py (four objectives, every MPFormer switch on);
+  * `single/<o>`: configs/kuaiformer.py with `model.objectives=(o,)`, one per objective;
+  * `ablation/<switch>`: MPFormer with one switch off. `ablation/user_token` also turns off
+    `model.user_gate`, which gates on the user token and cannot exist without it.
+
+Each run is `python -m launch.train` in its own subprocess and workdir under `--scratch`, so
+that it starts from a clean process. Measured per run:
+  * quality: the held-out TEST split (`test/<o>/hr@50`, full ranking over the corpus), and the
+    merged multi-objective list's mean exposure (`test/merged/mean_exposure`, N=200) with
+    personalised and with uniform quotas;
+  * `train_seconds`: wall time of the training loop, summed from the loop's own log windows
+    in metrics.jsonl (includes XLA compilation of the train step in the first window;
+    excludes process start, data-set build, checkpointing and evaluation);
+  * `wall_seconds` / `cpu_seconds`: the whole subprocess (start, data, train, evaluation);
+  * `peak_memory_bytes`: peak resident set size (ru_maxrss from os.wait4) of the training
+    subprocess. On CPU this is the whole footprint: runtime, data, model, compile, eval.
+
+  python benchmarks/multi_objective.py --update_readme    # 11 runs, ~45 min on 2 CPU cores
+  python benchmarks/multi_objective.py --quick            # tiny config, a few minutes
+  python benchmarks/multi_objective.py --quick --only mpformer,single/click
+
+A workdir whose metrics.jsonl already holds a final record (from the same command) is read
+back instead of retrained, so an interrupted benchmark resumes; `--overwrite` retrains.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+if not __package__:  # Run as `python benchmarks/multi_objective.py`: make `benchmarks` importable.
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+REPO = Path(__file__).resolve().parents[1]
+OBJECTIVES = ("click", "long_view", "like", "follow")
+SWITCHES = ("attention_bias", "recency_bias", "user_gate", "user_token", "objective_embedding",
+            "target_weights")
+K, MERGED_N, SPLIT = 50, 200, "test"
+HR_RATIO, COST_RATIO = 0.95, 0.35  # The issue's done-when thresholds.
+README_START, README_END = "<!-- multi_objective:start -->", "<!-- multi_objective:end -->"
+README_TITLE = "## Multi-objective: one MPFormer vs one model per objective"
+PROC_KEYS = ("wall_seconds", "cpu_seconds", "peak_memory_bytes", "load_before", "load_after")
+
+# Benchmark size, shared by every run. The default config trains at ~1 s/step on 2 CPU
+# cores with max_len 256, so the full run shortens histories (and the compression schedule
+# with them) and the step budget to fit ~11 runs into ~45 minutes.
+DEFAULT_SIZE = {"data.max_len": 64, "model.compression.schedule": ((8, 4), (4, 4)),
+                "train.num_steps": 400, "eval.num_users": 5000}
+QUICK_SIZE = {"train.num_steps": 40}
+
+
+def run_specs(objectives=OBJECTIVES) -> dict[str, tuple[str, dict]]:
+  """name -> (config file, overrides) for every run of the benchmark."""
+  runs = {"mpformer": ("base.py", {})}
+  for o in objectives:
+    runs[f"single/{o}"] = ("kuaiformer.py", {"model.objectives": (o,),
+                                             "loss.objective_weights": (1.0,)})
+  for s in SWITCHES:
+    off = {f"model.{s}": False}
+    if s == "user_token":
+      off["model.user_gate"] = False  # The gate reads the user token.
+    runs[f"ablation/{s}"] = ("base.py", off)
+  return runs
+
+
+def size_overrides(args) -> dict:
+  """Overrides every run shares: benchmark size, step budget, no intermediate evaluation."""
+  size = dict(QUICK_SIZE if args.quick else DEFAULT_SIZE)
+  if args.steps:
+    size["train.num_steps"] = args.steps
+  steps = size["train.num_steps"]
+  size.update({"train.eval_every_steps": steps, "train.log_every_steps": max(1, min(50, steps // 4)),
+               "train.checkpoint_every_steps": max(1, steps // 2)})
+  return size
+
+
+def command(config_file: str, overrides: dict, workdir: Path, quick: bool) -> list[str]:
+  """The `launch.train` command line of one run."""
+  variant = ":tiny" if quick else ""
+  argv = [sys.executable, "-m", "launch.train",
+          f"--config={REPO / 'configs' / config_file}{variant}", f"--workdir={workdir}"]
+  argv += [f"--config.{k}={v!r}" if isinstance(v, (tuple, str)) else f"--config.{k}={v}"
+           for k, v in overrides.items()]
+  return argv
+
+
+def final_record(workdir: Path) -> Optional[dict]:
+  """The last final record of `<workdir>/metrics.jsonl`, or None."""
+  path = workdir / "metrics.jsonl"
+  if not path.exists():
+    return None
+  records = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+  finals = [r for r in records if r.get("final")]
+  return finals[-1] if finals else None
+
+
+def train_seconds(workdir: Path) -> Optional[float]:
+  """Training-loop seconds: sum of the log windows (steps / steps_per_sec) in metrics.jsonl."""
+  path = workdir / "metrics.jsonl"
+  by_step = {}
+  for ln in path.read_text().splitlines():
+    r = json.loads(ln) if ln.strip() else {}
+    if r.get("train/steps_per_sec") and not r.get("final"):
+      by_step[r["step"]] = r["train/steps_per_sec"]  # A resumed run may log a step twice.
+  total, prev = 0.0, 0
+  for step in sorted(by_step):
+    total += (step - prev) / by_step[step]
+    prev = step
+  return total if by_step else None
+
+
+def _loadavg() -> Optional[float]:
+  try:
+    return os.getloadavg()[0]
+  except OSError:
+    return None
+
+
+def train(name: str, argv: list[str], workdir: Path) -> dict:
+  """Runs one training subprocess; streams progress; returns its process measurements."""
+  log_path = workdir / "train.log"
+  load_before, t0 = _loadavg(), time.perf_counter()
+  env = dict(os.environ, PYTHONUNBUFFERED="1")
+  with open(log_path, "a") as log:
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+      log.write(line)
+      if "loop.py" in line and (" step " in line or "final at" in line or "Error" in line):
+        print(f"  [{name}] {line.split('] ', 1)[-1].strip()[:150]}", flush=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+  wall = time.perf_counter() - t0
+  if proc.returncode != 0:
+    tail = "".join(log_path.read_text().splitlines(keepends=True)[-20:])
+    raise RuntimeError(f"run {name} failed (exit {proc.returncode}); log {log_path}:\n{tail}")
+  return dict(wall_seconds=wall, cpu_seconds=usage.ru_utime + usage.ru_stime,
+              peak_memory_bytes=int(usage.ru_maxrss) * 1024,  # KiB on Linux.
+              load_before=load_before, load_after=_loadavg())
+
+
+def entry(name: str, final: dict, proc: dict, workdir: Path) -> dict:
+  """The JSON entry of one run (test-split metrics, cost)."""
+  objectives = OBJECTIVES if not name.startswith("single/") else (name.split("/", 1)[1],)
+  out = {f"{o}/hr@{K}": final.get(f"{SPLIT}/{o}/hr@{K}") for o in objectives}
+  out.update({f"valid/{o}/hr@{K}": final.get(f"eval/{o}/hr@{K}") for o in objectives})
+  multi = len(objectives) > 1
+  for kind in ("merged", "merged_uniform"):
+    out[f"{kind}/mean_exposure"] = final.get(f"{SPLIT}/{kind}/mean_exposure") if multi else None
+    if multi:
+      out.update({f"{kind}/{o}/hr@{MERGED_N}": final.get(f"{SPLIT}/{kind}/{o}/hr@{MERGED_N}")
+                  for o in objectives})
+  out.update(params=final.get("params"), train_seconds=train_seconds(workdir),
+             examples_per_sec=final.get("train/examples_per_sec"), **proc)
+  return out
+
+
+def run_all(args, names: list[str]) -> dict[str, dict]:
+  """Trains (or reads back) every named run; returns name -> entry."""
+  specs, size = run_specs(), size_overrides(args)
+  tag = f"{'tiny' if args.quick else 'default'}_steps{size['train.num_steps']}"
+  results, trained_seconds, trained = {}, 0.0, 0
+  for i, name in enumerate(names):
+    config_file, overrides = specs[name]
+    workdir = Path(args.scratch) / tag / name.replace("/", "_")
+    argv = command(config_file, {**size, **overrides}, workdir, args.quick)
+    meta_path = workdir / "bench.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    same = meta.get("argv", [])[1:] == argv[1:]  # Ignore which python ran it.
+    final = final_record(workdir) if same and not args.overwrite else None
+    if final is None:
+      if workdir.exists() and (args.overwrite or not same):
+        shutil.rmtree(workdir)  # Stale (other command) or forced: train from scratch.
+      workdir.mkdir(parents=True, exist_ok=True)
+      left = len(names) - i
+      eta = (f", ETA {trained_seconds / trained * left / 60:.1f} min for {left} runs"
+             if trained else "")
+      print(f"[{i + 1}/{len(names)}] training {name} in {workdir}{eta}", flush=True)
+      meta_path.write_text(json.dumps(dict(argv=argv), indent=2))
+      proc = train(name, argv, workdir)
+      meta_path.write_text(json.dumps(dict(argv=argv, **proc), indent=2))
+      trained_seconds, trained = trained_seconds + proc["wall_seconds"], trained + 1
+      final = final_record(workdir)
+      if final is None:
+        raise RuntimeError(f"run {name} wrote no final record to {workdir}/metrics.jsonl")
+    else:
+      print(f"[{i + 1}/{len(names)}] {name}: finished run found in {workdir}", flush=True)
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    proc = {k: meta.get(k) for k in PROC_KEYS}
+    results[name] = entry(name, final, proc, workdir)
+    e = results[name]
+    print(f"    {name}: " + " ".join(f"{o}={_fmt(e.get(f'{o}/hr@{K}'))}" for o in OBJECTIVES
+                                      if f"{o}/hr@{K}" in e)
+          + f" | train {_fmt(e['train_seconds'], '.0f')}s | params {_fmt(e['params'], ',d')}",
+          flush=True)
+  return results
+
+
+def _ratio(a, b):
+  return None if a is None or not b else a / b
+
+
+def summarize(results: dict, machine: dict, size: dict, args) -> dict:
+  """Ratios against the single-objective models, the issue's criteria, run facts."""
+  mp = results.get("mpformer", {})
+  singles = {n.split("/", 1)[1]: e for n, e in results.items() if n.startswith("single/")}
+  hr = {o: _ratio(mp.get(f"{o}/hr@{K}"), s.get(f"{o}/hr@{K}")) for o, s in singles.items()}
+  total = lambda key: (sum(s[key] for s in singles.values())
+                       if singles and all(s.get(key) is not None for s in singles.values())
+                       else None)
+  out = dict(
+      min_ratio_hr50_vs_single=min(hr.values()) if hr and None not in hr.values() else None,
+      ratio_hr50_vs_single={o: r for o, r in hr.items()},
+      time_ratio_vs_single_total=_ratio(mp.get("train_seconds"), total("train_seconds")),
+      wall_ratio_vs_single_total=_ratio(mp.get("wall_seconds"), total("wall_seconds")),
+      param_ratio_vs_single_total=_ratio(mp.get("params"), total("params")),
+      singles_compared=sorted(singles))
+  pers, unif = mp.get("merged/mean_exposure"), mp.get("merged_uniform/mean_exposure")
+  check = lambda v, ok: None if v is None else bool(ok(v))
+  out["criteria"] = dict(
+      hr50_at_least_095x_single=check(out["min_ratio_hr50_vs_single"], lambda v: v >= HR_RATIO),
+      time_at_most_035x_singles=check(out["time_ratio_vs_single_total"],
+                                      lambda v: v <= COST_RATIO),
+      params_at_most_035x_singles=check(out["param_ratio_vs_single_total"],
+                                        lambda v: v <= COST_RATIO),
+      personalized_quotas_beat_uniform=None if pers is None or unif is None else pers > unif,
+      all_singles_run=len(singles) == len(OBJECTIVES))
+  out.update(machine=machine, date=datetime.datetime.now().isoformat(timespec="seconds"),
+             split=SPLIT, variant="tiny" if args.quick else "default",
+             size_overrides={k: list(v) if isinstance(v, tuple) else v for k, v in size.items()},
+             train_seconds_method="training-loop windows from metrics.jsonl (compile in, "
+                                  "eval/checkpoint/data build out)",
+             peak_memory_method="ru_maxrss of the training subprocess (os.wait4)")
+  return out
+
+
+def machine_description() -> dict:
+  """CPU model, usable cores and library versions."""
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+  except OSError:
+    pass
+  usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  return dict(common.device_description(), cpu=cpu, cores=usable,
+              python=platform.python_version())
+
+
+def _fmt(v, spec=".4f", none="-"):
+  return none if v is None else format(v, spec)
+
+
+def plot(results: dict, path) -> None:
+  """HR@50 per objective (grouped bars) and merged exposure, personalised vs uniform quotas."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  series = [("mpformer", "MPFormer (one model)")]
+  if any(n.startswith("single/") for n in results):
+    series.append(("single", "single-objective KuaiFormer"))
+  series += [(n, n.replace("ablation/", "MPFormer w/o ")) for n in results
+             if n.startswith("ablation/")]
+  series = [(n, label) for n, label in series if n == "single" or n in results]
+  fig, axes = plt.subplots(1, 2, figsize=(15, 4.8), gridspec_kw=dict(width_ratios=(3, 2)))
+  ax, x = axes[0], np.arange(len(OBJECTIVES))
+  width = 0.8 / max(len(series), 1)
+  colors = plt.get_cmap("tab10")
+  for i, (name, label) in enumerate(series):
+    vals = [(results.get(f"single/{o}", {}) if name == "single" else results[name])
+            .get(f"{o}/hr@{K}") for o in OBJECTIVES]
+    ax.bar(x + (i - (len(series) - 1) / 2) * width,
+           [np.nan if v is None else v for v in vals], width, label=label, color=colors(i),
+           edgecolor="black" if name in ("mpformer", "single") else None, linewidth=0.6)
+  ax.set_xticks(x, OBJECTIVES)
+  ax.set(xlabel="objective (test events with that label)", ylabel=f"HR@{K} (test split)",
+         title=f"HR@{K} per objective: one MPFormer vs one model per objective vs ablations")
+  ax.legend(fontsize=7, ncol=2)
+  ax.grid(True, axis="y", alpha=0.3)
+  ax = axes[1]
+  multi = [n for n in results if not n.startswith("single/")
+           and results[n].get("merged/mean_exposure") is not None]
+  y = np.arange(len(multi))
+  ax.barh(y - 0.2, [results[n]["merged/mean_exposure"] for n in multi], 0.4,
+          label="personalised quotas (target-weight head)")
+  ax.barh(y + 0.2, [results[n]["merged_uniform/mean_exposure"] for n in multi], 0.4,
+          label="uniform quotas")
+  ax.set_yticks(y, [n.replace("ablation/", "w/o ") for n in multi])
+  ax.invert_yaxis()
+  ax.set(xlabel=f"mean merged exposure (HR@{MERGED_N} of the merged list, mean over objectives)",
+         title="Merged multi-objective list (test split)")
+  ax.legend(fontsize=7, loc="lower right")
+  ax.grid(True, axis="x", alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def readme_section(out: dict, flags: str, png_rel: str) -> str:
+  """The markdown between the multi_objective markers: setup, table, criteria, plot."""
+  s, m = out["summary"], out["summary"]["machine"]
+  runs = {n: e for n, e in out.items() if n not in ("quotas", "summary")}
+  loads = [e[k] for e in runs.values() for k in ("load_before", "load_after")
+           if e.get(k) is not None]
+  size = ", ".join(f"`{k}={tuple(v) if isinstance(v, list) else v}`"
+                   for k, v in s["size_overrides"].items())
+  mib = lambda b: _fmt(None if b is None else b / 2**20, ",.0f")
+  lines = [README_START, README_TITLE, "",
+           f"`python benchmarks/multi_objective.py{flags}` on {m['cpu']} ({m['cores']} cores, "
+           f"jax {m['jax_version']} {m['platform']}), {s['date'][:10]}. Synthetic platform, "
+           f"configs/base.py{':tiny' if s['variant'] == 'tiny' else ''} for every run with "
+           f"{size} (same data, seed and step budget). Single models: configs/kuaiformer.py "
+           f"with `model.objectives=(o,)`. Metrics: held-out **test** split, full ranking over "
+           f"all items, HR@{K} over test events carrying that objective's label; merged "
+           f"exposure = mean over objectives of the merged N={MERGED_N} list's hit rate. "
+           f"Train s = training-loop wall time (train-step compilation included; data build, "
+           f"checkpoints and evaluation excluded). Peak memory = peak RSS of the training "
+           f"subprocess. The CPU was shared with other jobs (1-min load average "
+           f"{_fmt(min(loads, default=None), '.1f')}-{_fmt(max(loads, default=None), '.1f')} "
+           f"during the runs), so times are noisy.", "",
+           "| run | " + " | ".join(f"{o} HR@{K}" for o in OBJECTIVES)
+           + f" | merged exposure (personalised / uniform) | params | train s | peak RSS (MiB) |",
+           "|---|" + "---:|" * (len(OBJECTIVES) + 4)]
+  singles = [e for n, e in runs.items() if n.startswith("single/")]
+  for name, e in runs.items():
+    merged = ("n/a" if e.get("merged/mean_exposure") is None else
+              f"{e['merged/mean_exposure']:.4f} / {e['merged_uniform/mean_exposure']:.4f}")
+    lines.append(f"| {name} | " + " | ".join(_fmt(e.get(f"{o}/hr@{K}")) for o in OBJECTIVES)
+                 + f" | {merged} | {_fmt(e.get('params'), ',d')} | "
+                 f"{_fmt(e.get('train_seconds'), '.0f')} | {mib(e.get('peak_memory_bytes'))} |")
+    if name.startswith("single/") and e is singles[-1]:
+      tot = lambda k: (None if any(x.get(k) is None for x in singles)
+                       else sum(x[k] for x in singles))
+      lines.append(f"| **{len(singles)} single models, total** |" + " |" * len(OBJECTIVES)
+                   + f" | {_fmt(tot('params'), ',d')} | {_fmt(tot('train_seconds'), '.0f')} | "
+                   f"{mib(max((x.get('peak_memory_bytes') or 0 for x in singles)))} (max) |")
+  c, ok = s["criteria"], lambda v: "n/a" if v is None else ("**met**" if v else "**NOT met**")
+  ratios = ", ".join(f"{o} {_fmt(r, '.3f')}" for o, r in s["ratio_hr50_vs_single"].items())
+  q = out["quotas"]
+  lines += ["", "Done-when of issue 3 (MPFormer vs the single-objective models):",
+            f"- HR@{K} >= {HR_RATIO}x single on every objective: ratios {ratios or 'n/a'} -> "
+            f"{ok(c['hr50_at_least_095x_single'])}",
+            f"- training time <= {COST_RATIO}x the single models' total: "
+            f"{_fmt(s['time_ratio_vs_single_total'], '.3f')} (whole-process wall time: "
+            f"{_fmt(s['wall_ratio_vs_single_total'], '.3f')}) -> "
+            f"{ok(c['time_at_most_035x_singles'])}",
+            f"- parameters <= {COST_RATIO}x the single models' total: "
+            f"{_fmt(s['param_ratio_vs_single_total'], '.3f')} -> "
+            f"{ok(c['params_at_most_035x_singles'])}",
+            f"- personalised quotas give a higher mean merged exposure than uniform: "
+            f"{_fmt(q['personalized']['merged/mean_exposure'])} vs "
+            f"{_fmt(q['uniform']['merged/mean_exposure'])} -> "
+            f"{ok(c['personalized_quotas_beat_uniform'])}",
+            "", "`ablation/user_token` also switches off `model.user_gate` (the PEPNet gate "
+            "reads the user token). Without `target_weights` the quotas are uniform, so both "
+            "merged numbers coincide. Single models have no merged list (n/a).",
+            "", f"![multi-objective benchmark]({png_rel})", README_END]
+  return "\n".join(lines)
+
+
+def update_readme(path: str, section: str) -> None:
+  """Replaces only the text between the multi_objective markers (appends it if absent)."""
+  text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+  if README_START in text and README_END in text:
+    head, rest = text.split(README_START, 1)
+    text = head + section + rest.split(README_END, 1)[1]
+  else:
+    text = text.rstrip("\n") + "\n\n" + section + "\n"
+  with open(path, "w") as f:
+    f.write(text)
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+  p = common.add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
+  p.add_argument("--steps", type=int, default=None, help="train.num_steps for every run")
+  p.add_argument("--only", default="", help="comma-separated run names (default: all)")
+  p.add_argument("--scratch", default=os.path.join(tempfile.gettempdir(), "mpformer_bench",
+                                                   "multi_objective"),
+                 help="parent of the per-run workdirs")
+  p.add_argument("--overwrite", action="store_true", help="retrain finished runs")
+  p.add_argument("--update_readme", action="store_true")
+  p.add_argument("--readme", default=os.path.join(os.path.dirname(__file__), "README.md"))
+  return p.parse_args(argv)
+
+
+def main(argv: Optional[list[str]] = None) -> dict:
+  """Trains or reads back the runs, writes JSON + PNG (+ README); returns the JSON dict."""
+  args = parse_args(argv)
+  names = list(run_specs())
+  if args.only:
+    wanted = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = sorted(set(wanted) - set(names))
+    if unknown:
+      raise SystemExit(f"--only: unknown runs {unknown}; choose from {names}")
+    names = [n for n in names if n in wanted]
+  machine = machine_description()
+  results = run_all(args, names)
+  size = size_overrides(args)
+  out = dict(results)
+  mp = results.get("mpformer", {})
+  out["quotas"] = {
+      "personalized": {"merged/mean_exposure": mp.get("merged/mean_exposure"),
+                       **{f"merged/{o}/hr@{MERGED_N}": mp.get(f"merged/{o}/hr@{MERGED_N}")
+                          for o in OBJECTIVES}},
+      "uniform": {"merged/mean_exposure": mp.get("merged_uniform/mean_exposure"),
+                  **{f"merged/{o}/hr@{MERGED_N}": mp.get(f"merged_uniform/{o}/hr@{MERGED_N}")
+                     for o in OBJECTIVES}}}
+  out["summary"] = summarize(results, machine, size, args)
+  os.makedirs(args.out, exist_ok=True)
+  common.write_json(Path(args.out) / "multi_objective.json", out)
+  png_path = Path(args.out) / "multi_objective.png"
+  plot(results, png_path)
+  crit = out["summary"]["criteria"]
+  print("criteria: " + ", ".join(f"{k}={v}" for k, v in crit.items()), flush=True)
+  if args.update_readme:
+    flags = " --quick" * args.quick + (f" --steps {args.steps}" if args.steps else "")
+    png_rel = os.path.relpath(png_path, os.path.dirname(os.path.abspath(args.readme)))
+    update_readme(args.readme, readme_section(out, flags, png_rel))
+  return json.loads((Path(args.out) / "multi_objective.json").read_text())
+
+
+if __name__ == "__main__":
+  main()

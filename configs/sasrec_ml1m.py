@@ -1,0 +1,17 @@
+"""SASRec baseline on MovieLens-1M, built from the same model code.
+
+No compression, no user token, no query tokens: the newest item's output is the user
+vector (model.readout="last"); a next-item target at every position (loss.aux_next_item)
+against in-batch negatives (the batch's targets, logQ-corrected), as in the gSASRec / HSTU
+sampled-softmax baselines; d=64, 2 blocks. Differences from the original SASRec: the token
+MLP also sees the item's genre/year features, and the objective uses in-batch negatives.
+"""
+from configs import ml1m
+
+
+def get_config(arg: str | None = None):
+  c = ml1m.get_config(arg)
+  c.model.update(readout="last", user_token=False, num_queries=1, normalize=True)
+  c.model.compression.schedule = ()
+  c.loss.update(objective_weights=(0.0,), aux_next_item=1.0, temperature=0.05)
+  return c

@@ -1,0 +1,33 @@
+"""Evaluate a trained checkpoint offline, with exact or ScaNN retrieval.
+
+  python -m launch.evaluate --config=configs/base.py --workdir=/tmp/mpformer
+  python -m launch.evaluate --config=configs/base.py:tiny --workdir=/tmp/tiny --retrieval=scann
+
+Pass the config the run was trained with. Restores the latest checkpoint in
+`<workdir>/checkpoints`, prints a per-objective table (all items / seen removed) and writes
+`<workdir>/eval_<retrieval>.json`. ScaNN settings: `config.eval.scann` (-1 = automatic).
+"""
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from mpformer_jax.train.offline_eval import RETRIEVALS, SPLITS, evaluate, format_table
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/base.py",
+                                          "Config file the run was trained with.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", "/tmp/mpformer", "Workdir of the training run.")
+_RETRIEVAL = flags.DEFINE_enum("retrieval", "exact", RETRIEVALS, "Retrieval method.")
+_SPLIT = flags.DEFINE_enum("split", "test", SPLITS, "Held-out split to evaluate.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.INFO)
+  config = _CONFIG.value
+  result = evaluate(config, _WORKDIR.value, _RETRIEVAL.value, _SPLIT.value)
+  print(format_table(result, config.model.objectives), flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,28 @@
+"""Run a check script under N forced CPU host devices and read back its JSON result.
+
+XLA_FLAGS must be set before JAX initialises its backend, and pytest-xdist workers have
+usually initialised it already, so 8-device checks run in a fresh interpreter.
+"""
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def device_env(devices: int = 8) -> dict:
+  return dict(os.environ, JAX_PLATFORMS="cpu",
+              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+
+
+def run_script(name: str, *args: str, devices: int = 8, timeout: float = 600) -> dict:
+  """Runs tests/parallel/<name> and returns the dict it prints after 'RESULT '."""
+  proc = subprocess.run([sys.executable, os.path.join(HERE, name), *args], cwd=REPO,
+                        env=device_env(devices), capture_output=True, text=True,
+                        timeout=timeout, check=False)
+  lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+  assert proc.returncode == 0 and lines, (
+      f"{name} failed (rc={proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-6000:]}")
+  return json.loads(lines[-1][len("RESULT "):])
