@@ -158,3 +158,21 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n")
   return path
+
+
+def update_readme_section(path: str | os.PathLike, start: str, end: str,
+                          section: str) -> None:
+  """Replace the text between the `start` and `end` markers (or append the section).
+
+  Each benchmark owns one marked section of benchmarks/README.md, so scripts can refresh
+  their own table without touching the others'.
+  """
+  path = str(path)
+  text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+  if start in text and end in text:
+    head, rest = text.split(start, 1)
+    text = head + section + rest.split(end, 1)[1]
+  else:
+    text = text.rstrip("\n") + "\n\n" + section + "\n"
+  with open(path, "w") as f:
+    f.write(text)

@@ -180,22 +180,35 @@ def readme_section(rows: list[dict], meta: dict, png_rel: str) -> str:
     out.append(f"| {r['vocab']:,} | {r['max_len']} | {r['devices']} | {r['data']} x "
                f"{r['model']} | {_mb(r['table_bytes'])} | {_mb(r.get('argument_bytes'))} | "
                f"{_mb(r.get('temp_bytes'))} | {_mb(r.get('peak_bytes'))} | {scale} |")
-  out += ["", "The table shard shrinks as 1/model exactly (rows padded to a multiple of 128); "
-          "with data parallelism only (8 x 1) every device holds the whole table and its two "
-          "Adam moments.", "", f"![memory scaling]({png_rel})", README_END]
+  out += ["", "The table shard shrinks as 1/model exactly (rows padded to a multiple of 128), "
+          "and the step's arguments and temporaries with it: nothing holds the whole table. "
+          "With data parallelism only (8 x 1) every device holds the table and both Adam "
+          "moments, and its temporaries double (a dense table gradient, all-reduced).", ""]
+  out += [_shrink_line(rows, v) for v in sorted({r["vocab"] for r in rows})
+          if _shrink_line(rows, v)]
+  out += ["", f"![memory scaling]({png_rel})", README_END]
   return "\n".join(out)
+
+
+def _shrink_line(rows: list[dict], vocab: int) -> str:
+  """'- N items: table a -> b MB per device from model 1 to m (x...), args x...'."""
+  sel = {r["model"]: r for r in rows if r["vocab"] == vocab and r["data"] == 1}
+  if 1 not in sel or len(sel) < 2:
+    return ""
+  m = max(sel)
+  lo, hi = sel[1], sel[m]
+  line = (f"- {vocab:,} items: table shard {_mb(lo['table_bytes'])} -> "
+          f"{_mb(hi['table_bytes'])} MB per device from model 1 to {m} "
+          f"(x{lo['table_bytes'] / hi['table_bytes']:.2f})")
+  if lo.get("argument_bytes") and hi.get("argument_bytes"):
+    line += (f", args x{lo['argument_bytes'] / hi['argument_bytes']:.2f}, peak "
+             f"x{lo['peak_bytes'] / hi['peak_bytes']:.2f}")
+  return line
 
 
 def update_readme(path: str, section: str) -> None:
   """Replaces only the text between the memory markers (appends it if absent)."""
-  text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-  if README_START in text and README_END in text:
-    head, rest = text.split(README_START, 1)
-    text = head + section + rest.split(README_END, 1)[1]
-  else:
-    text = text.rstrip("\n") + "\n\n" + section + "\n"
-  with open(path, "w") as f:
-    f.write(text)
+  common.update_readme_section(path, README_START, README_END, section)
 
 
 def plot(rows: list[dict], path: str) -> None:
@@ -216,8 +229,11 @@ def plot(rows: list[dict], path: str) -> None:
   axes[0].set(xscale="log", yscale="log", xlabel="model-axis size (= devices)",
               ylabel="GiB per device",
               title=f"Vocabulary-parallel table (batch {BATCH}, L={length})")
+  axes[0].minorticks_off()
   axes[0].set_xticks(DEVICES, [str(d) for d in DEVICES])
-  axes[0].legend(fontsize=7)
+  lo, hi = axes[0].get_ylim()
+  axes[0].set_ylim(lo, hi * 30)  # head room for the legend
+  axes[0].legend(fontsize=7, ncol=2, loc="upper right")
   ls = sorted((r for r in rows if r["vocab"] == 10_000_000 and r["data"] == 2
                and r["model"] == 4), key=lambda r: r["max_len"])
   if ls:
@@ -226,7 +242,9 @@ def plot(rows: list[dict], path: str) -> None:
     axes[1].plot([r["max_len"] for r in ls], [r.get("peak_bytes", 0) / 2**20 for r in ls],
                  "s-", label="peak")
     axes[1].set(xscale="log", xlabel="max_len", ylabel="MiB per device",
-                title="10M items, mesh 2 x 4")
+                title="10M items, mesh 2 x 4", ylim=(0, None))
+    axes[1].minorticks_off()
+    axes[1].set_xticks(LENGTHS, [str(n) for n in LENGTHS])
     axes[1].legend()
   fig.tight_layout()
   fig.savefig(path, dpi=110)
@@ -237,18 +255,25 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
   p = common.add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
   p.add_argument("--update_readme", action="store_true")
   p.add_argument("--readme", default=os.path.join(os.path.dirname(__file__), "README.md"))
+  p.add_argument("--replot", action="store_true",
+                 help="redraw the PNG (and README) from the saved JSON, compile nothing")
   p.add_argument("--worker", help=argparse.SUPPRESS)
   args = p.parse_args(argv)
   if args.worker:
     run_worker(json.loads(args.worker))
     return []
-  rows = run_cases(cases(args.quick))
-  add_ratios(rows)
-  machine = dict(kind="cpu (forced host devices)", python=sys.version.split()[0])
-  date = datetime.datetime.now().isoformat(timespec="seconds")
-  os.makedirs(args.out, exist_ok=True)
-  common.write_json(os.path.join(args.out, "memory.json"),
-                    dict(rows=rows, machine=machine, date=date, quick=args.quick))
+  json_path = os.path.join(args.out, "memory.json")
+  if args.replot:
+    with open(json_path) as f:
+      saved = json.load(f)
+    rows, date, args.quick = saved["rows"], saved["date"], saved["quick"]
+  else:
+    rows = run_cases(cases(args.quick))
+    add_ratios(rows)
+    date = datetime.datetime.now().isoformat(timespec="seconds")
+    os.makedirs(args.out, exist_ok=True)
+    common.write_json(json_path, dict(rows=rows, date=date, quick=args.quick,
+                                      machine=f"{_cpu_name()}, forced CPU host devices"))
   png_path = os.path.join(args.out, "memory.png")
   plot(rows, png_path)
   for r in rows:

@@ -2,30 +2,28 @@
 
 Answers "what does a longer history cost, and does compression pay for it" (GitHub issue 7,
 DESIGN 2.3-2.5). Each row times the library's jitted `make_train_step` (state donated) on a
-random but valid batch built straight from a `DatasetSpec` and already on the device, so no
-data-pipeline cost is in the timing. Params are random with `init_state`'s shapes.
+random valid batch built from a `DatasetSpec` and already on the device: no data-pipeline
+cost. Step time = median after warm-up (`common.time_fn`), compile reported apart; tokens/s
+counts history tokens (batch * max_len); FLOPs are `train_flops_per_step`'s; MFU is against
+the device peak (measured f32 matmul on CPU, datasheet bf16 on GPU/TPU). A row whose
+predicted step time (FLOPs / FLOP/s of the biggest row measured) or compiled memory
+(`memory_analysis()`) is over budget is recorded as skipped, not run.
 
-Step time = median after warm-up (`common.time_fn`); compile is reported separately.
-tokens/s counts history tokens (batch * max_len). FLOPs per step are analytic
-(`train.flops.train_flops_per_step`); MFU = FLOPs / step time / device peak (measured f32
-matmul on CPU, datasheet bf16 on GPU/TPU). A row whose predicted step time (FLOPs / the
-slowest FLOP/s seen so far) or compiled memory (`memory_analysis()`) is over budget is
-recorded as skipped instead of run.
-
-Groups: seq_len (64..4096, with and without compression), pool (attention vs mean, the
-compressed rows), batch, width, depth, objectives (1..8), devices (1, 2, 4, 8 forced host
-devices, each in a subprocess: batch sharded over a 1-D mesh, params replicated; on a small
-CPU the devices share the same cores, so expect no speed-up) and breakdown (fwd+bwd time of
-the step's cumulative stages). A configuration shared by two groups is measured once.
+Groups: seq_len (64..4096, with and without compression), pool (attention vs mean), batch,
+width, depth, objectives (1..8), devices (1..8 forced host devices, each in a subprocess;
+batch sharded over a 1-D mesh, params replicated: on a small CPU they share the same cores,
+so no speed-up is expected) and breakdown (fwd+bwd of the step's cumulative stages). A
+configuration in two groups is measured once; rows saved in `<out>/throughput.json` are
+skipped (resume) unless --overwrite.
 
   python benchmarks/throughput.py [--quick] [--out DIR] [--overwrite] [--update_readme]
-Rows already in `<out>/throughput.json` are skipped (resume) unless `--overwrite`.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import datetime
+import importlib
 import json
 import os
 import platform
@@ -44,10 +42,9 @@ if not __package__:  # Run as `python benchmarks/throughput.py`: make `benchmark
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from benchmarks import common
-from configs.base import get_config
 from mpformer_jax.data import schema
 from mpformer_jax.data.synthetic import synthetic_spec
-from mpformer_jax.model.compression import num_tokens, validate_schedule
+from mpformer_jax.model.compression import num_tokens
 from mpformer_jax.model.retriever import ModelConfig, Retriever
 from mpformer_jax.train.flops import device_peak_flops, train_flops_per_step
 from mpformer_jax.train.state import (device_batch, init_state, make_loss_fn, make_optimizer,
@@ -56,8 +53,9 @@ from mpformer_jax.train.state import (device_batch, init_state, make_loss_fn, ma
 
 README_START, README_END = "<!-- throughput:start -->", "<!-- throughput:end -->"
 RAW_ITEMS, TARGET_RATIO = 48, 1.25
-KEY_FIELDS = ("max_len", "compression", "pool", "batch_size", "d_model", "num_layers",
+KEY_FIELDS = ("config", "max_len", "compression", "pool", "batch_size", "d_model", "num_layers",
               "num_objectives", "num_devices", "dtype")
+CONFIGS = {"base": "configs.base", "kuaiformer": "configs.kuaiformer"}
 
 
 def compression_schedule(max_len: int) -> tuple[tuple[int, int], ...]:
@@ -80,32 +78,36 @@ def compression_schedule(max_len: int) -> tuple[tuple[int, int], ...]:
 
 @dataclasses.dataclass(frozen=True)
 class Point:
-  """One benchmarked configuration; everything else is configs/base.py's default model."""
+  """One benchmarked configuration: these knobs over `config`'s default model."""
   max_len: int = 256
   compression: bool = True
   pool: str = "mean"
   batch_size: int = 128
   d_model: int = 64
   num_layers: int = 2
-  num_objectives: int = 1
+  num_objectives: int = 4
   num_devices: int = 1
   dtype: str = "float32"
+  config: str = "base"   # configs/base.py (MPFormer) or configs/kuaiformer.py.
 
 
-def base_point(quick: bool, dtype: str = "float32") -> Point:
-  """The configuration every group varies one knob of (quick: a small, fast one)."""
-  return Point(max_len=64, batch_size=16, num_layers=1, dtype=dtype) if quick else Point(
-      dtype=dtype)
+def base_point(quick: bool, dtype: str = "float32", config: str = "base") -> Point:
+  """The config file's default training step, the point every group varies one knob of."""
+  c = importlib.import_module(CONFIGS[config]).get_config()
+  p = Point(max_len=c.data.max_len, compression=bool(c.model.compression.schedule),
+            pool=c.model.compression.pool, batch_size=c.train.batch_size,
+            d_model=c.model.d_model, num_layers=c.model.num_layers,
+            num_objectives=len(c.model.objectives), dtype=dtype, config=config)
+  return dataclasses.replace(p, max_len=64, batch_size=16, num_layers=1) if quick else p
 
 
 def plan(quick: bool, dtype: str) -> list[tuple[str, Point]]:
   """(group, point) pairs of the sweep, cheapest first within each group."""
   rep, base = dataclasses.replace, base_point(quick, dtype)
-  if quick:  # Six compiled rows touching every code path (the base is measured once).
+  if quick:  # Five compiled rows (the base is measured once), every panel of the plot.
     return [("seq_len", rep(base, compression=False)), ("seq_len", base),
-            ("pool", rep(base, pool="attention")), ("batch", rep(base, batch_size=8)),
-            ("batch", base), ("objectives", base), ("objectives", rep(base, num_objectives=2)),
-            ("devices", rep(base, num_devices=2))]
+            ("batch", rep(base, batch_size=8)), ("batch", base), ("objectives", base),
+            ("objectives", rep(base, num_objectives=1)), ("devices", rep(base, num_devices=2))]
   lens = (64, 128, 256, 512, 1024, 2048, 4096)
   return ([("seq_len", rep(base, max_len=n, compression=c)) for n in lens for c in (False, True)]
           + [("pool", rep(base, max_len=n, pool=p)) for n in lens for p in ("mean", "attention")]
@@ -113,29 +115,29 @@ def plan(quick: bool, dtype: str) -> list[tuple[str, Point]]:
           + [("width", rep(base, d_model=d)) for d in (32, 64, 128, 256)]
           + [("depth", rep(base, num_layers=n)) for n in (1, 2, 4, 8)]
           + [("objectives", rep(base, num_objectives=o)) for o in (1, 2, 4, 8)]
-          + [("devices", rep(base, num_devices=n)) for n in (1, 2, 4, 8)])
+          + [("devices", rep(base, num_devices=n)) for n in (1, 2, 4, 8)]
+          + [("config", rep(base_point(quick, dtype, "kuaiformer"), max_len=n, compression=c))
+             for n, c in ((64, False), (256, True), (256, False))])
 
 
 def key_of(point_or_row) -> str:
   d = point_or_row if isinstance(point_or_row, dict) else dataclasses.asdict(point_or_row)
-  return json.dumps({k: d[k] for k in KEY_FIELDS}, sort_keys=True)
+  return json.dumps({k: d.get(k) for k in KEY_FIELDS}, sort_keys=True)
 
 
 def build(p: Point):
   """(model, optimizer, config) for a point; the synthetic spec grows to 8 objectives."""
-  config, spec = get_config(), synthetic_spec()
+  config, spec = importlib.import_module(CONFIGS[p.config]).get_config(), synthetic_spec()
   extra = tuple(f"objective_{i}" for i in range(len(spec.objectives), p.num_objectives))
   spec = dataclasses.replace(spec, objectives=spec.objectives + extra)
   config.loss.objective_weights = (1.0,) * p.num_objectives
   m = config.model
-  schedule = compression_schedule(p.max_len) if p.compression else ()
-  cfg = ModelConfig(max_len=p.max_len, d_model=p.d_model, num_layers=p.num_layers,
-                    num_heads=m.num_heads, mlp_hidden=m.mlp_hidden * p.d_model // m.d_model,
-                    item_embed_dim=m.item_embed_dim, feature_dim=m.feature_dim,
-                    num_queries=m.num_queries, output_dim=m.output_dim,
-                    objectives=spec.objectives[:p.num_objectives],
-                    schedule=validate_schedule(schedule, p.max_len), pool=p.pool,
-                    impl=m.compression.impl, dtype=p.dtype)
+  m.update(d_model=p.d_model, mlp_hidden=m.mlp_hidden * p.d_model // m.d_model,
+           num_layers=p.num_layers, objectives=spec.objectives[:p.num_objectives],
+           dtype=p.dtype)
+  m.compression.update(pool=p.pool, schedule=compression_schedule(p.max_len)
+                       if p.compression else ())
+  cfg = ModelConfig.from_config(m, p.max_len)
   return Retriever(spec, cfg), make_optimizer(config.train), config
 
 
@@ -200,12 +202,12 @@ def _stepper(compiled, state):
 
 
 def measure(p: Point, peak: float, max_step_s: float, max_bytes: float,
-            slowest_rate: Optional[float], mesh: bool = False) -> dict:
+            rate: Optional[float], mesh: bool = False) -> dict:
   """Times one point in this process; `mesh`: data parallel over num_devices devices."""
   model, tx, config = build(p)
   cfg = model.cfg
   flops = train_flops_per_step(cfg, model.spec, p.batch_size)
-  rate = slowest_rate or 0.1 * peak
+  rate = rate or 0.1 * peak
   row = dict(dataclasses.asdict(p), schedule=cfg.schedule, num_heads=cfg.num_heads,
              mlp_hidden=cfg.mlp_hidden, flops_per_step=flops, peak_flops=peak,
              predicted_step_s=flops / rate, backbone_tokens=1 + num_tokens(
@@ -316,9 +318,11 @@ def _fmt(r: dict) -> str:
           f"{r['flops_per_sec'] / 1e9:7.1f} {100 * r['mfu']:5.1f} {r['compile_s']:6.1f}")
 
 
-def _describe(rows: list[dict]) -> str:
-  m = next((r["machine"] for r in rows if "machine" in r), None)
-  return f"{m['cpu']}, {m['cores']} cores, {m['platform']}" if m else "?"
+def _rate_near(rows: list[dict], p: Point) -> Optional[float]:
+  """FLOP/s of the biggest measured row with p's compression: predicts p's step time."""
+  like = [r for r in rows if r["status"] == "ok" and r.get("flops_per_sec")
+          and r["compression"] == p.compression]
+  return max(like, key=lambda r: r["flops_per_step"])["flops_per_sec"] if like else None
 
 
 def find(rows: list[dict], **kw) -> Optional[dict]:
@@ -327,18 +331,18 @@ def find(rows: list[dict], **kw) -> Optional[dict]:
                and all(r[k] == v for k, v in kw.items())), None)
 
 
-def ratios(rows: list[dict]) -> dict:
+def ratios(rows: list[dict], group: str = "seq_len") -> dict:
   """Step time at max_len 256 (with / without compression) over 64 without; same batch."""
-  base = find(rows, group="seq_len", max_len=64, compression=False)
+  base = find(rows, group=group, max_len=64, compression=False)
   out = {}
   for name, comp in (("compressed", True), ("uncompressed", False)):
-    r = find(rows, group="seq_len", max_len=256, compression=comp)
+    r = find(rows, group=group, max_len=256, compression=comp)
     if base and r:
       out[name] = r["step_time_s"] / base["step_time_s"]
   return out
 
 
-def plot(rows: list[dict], path: str, base: Point) -> None:
+def plot(rows: list[dict], path: str, base: Point, where: str) -> None:
   """Step time vs max_len (log-log) and examples/s against each other swept knob."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   import matplotlib.ticker  # pylint: disable=g-import-not-at-top
@@ -382,9 +386,9 @@ def plot(rows: list[dict], path: str, base: Point) -> None:
     ax.set(xlabel=xlabel, ylabel="throughput (examples/s)", title=f"Examples/s vs {group}")
   for ax in axes.flat:
     ax.grid(True, alpha=0.3)
-  fig.suptitle(f"Train-step throughput ({_describe(rows)}); unless varied: max_len "
+  fig.suptitle(f"Train-step throughput ({where}); unless varied: max_len "
                f"{base.max_len} compressed, batch {base.batch_size}, d_model {base.d_model}, "
-               f"{base.num_layers} layer(s), 1 objective, 1 device", fontsize=11)
+               f"{base.num_layers} layer(s), {base.num_objectives} objectives, 1 device", fontsize=11)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
@@ -404,19 +408,23 @@ def readme_section(rows: list[dict], meta: dict, png_rel: str) -> str:
          f"`compression_schedule` (48 raw items, then 16-, 64- and 256-windows).", ""]
   if "compressed" in rat and "uncompressed" in rat:
     verdict = "meets" if rat["compressed"] <= TARGET_RATIO else "does **not** meet"
+    kf = ratios(rows, "config")
     out.append(f"**Step time at max_len=256 over max_len=64 without compression (batch "
                f"{d['batch_size']}): {rat['compressed']:.2f}x with compression** ({verdict} the "
                f"<= {TARGET_RATIO}x target; KuaiFormer reports +10%), "
-               f"{rat['uncompressed']:.2f}x without.")
+               f"{rat['uncompressed']:.2f}x without." + (
+                   f" configs/kuaiformer.py (1 objective, no MPFormer mechanisms): "
+                   f"{kf['compressed']:.2f}x with, {kf['uncompressed']:.2f}x without."
+                   if len(kf) == 2 else ""))
   if d:
-    out.append(f"Default step (configs/base.py model, batch {d['batch_size']}, max_len 256): "
+    out.append(f"Default step (configs/base.py, batch {d['batch_size']}, max_len 256): "
                f"{1e3 * d['step_time_s']:.0f} ms, {d['flops_per_sec'] / 1e9:.1f} GFLOP/s, "
                f"MFU {100 * d['mfu']:.1f}%.")
-  out += ["", "| group | max_len | compressed | pool | batch | d_model | layers | objectives | "
-          "devices | step (ms) | examples/s | tokens/s | GFLOP/step | MFU | compile (s) |",
-          "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+  out += ["", "| group | config | max_len | compressed | pool | batch | d_model | layers | "
+          "objectives | devices | step (ms) | examples/s | tokens/s | GFLOP/step | MFU | compile (s) |",
+          "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
   for r in (r for r in rows if not r.get("stage")):
-    cols = (f"| {r['group']} | {r['max_len']} | {'yes' if r['compression'] else 'no'} | "
+    cols = (f"| {r['group']} | {r.get('config')} | {r['max_len']} | {'yes' if r['compression'] else 'no'} | "
             f"{r['pool']} | {r['batch_size']} | {r['d_model']} | {r['num_layers']} | "
             f"{r['num_objectives']} | {r['num_devices']} |")
     out.append(f"{cols} {1e3 * r['step_time_s']:,.0f} | {r['examples_per_sec']:,.0f} | "
@@ -447,21 +455,14 @@ def readme_section(rows: list[dict], meta: dict, png_rel: str) -> str:
 
 def update_readme(path: str, section: str) -> None:
   """Replaces only the text between the throughput markers (appends it if absent)."""
-  text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-  if README_START in text and README_END in text:
-    head, rest = text.split(README_START, 1)
-    text = head + section + rest.split(README_END, 1)[1]
-  else:
-    text = text.rstrip("\n") + "\n\n" + section + "\n"
-  with open(path, "w") as f:
-    f.write(text)
+  common.update_readme_section(path, README_START, README_END, section)
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
   p = common.add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
   p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
   p.add_argument("--max_step_s", type=float, default=None,
-                 help="skip rows predicted slower than this (default 30; quick 5)")
+                 help="skip rows predicted slower than this (default 40; quick 5)")
   p.add_argument("--max_mem_gb", type=float, default=8.0,
                  help="skip rows whose compiled step needs more memory than this")
   p.add_argument("--groups", nargs="*", help="only these groups (breakdown included)")
@@ -470,7 +471,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
   p.add_argument("--readme", default=os.path.join(os.path.dirname(__file__), "README.md"))
   p.add_argument("--worker", help=argparse.SUPPRESS)  # Internal: one devices point as JSON.
   args = p.parse_args(argv)
-  args.max_step_s = args.max_step_s or (5.0 if args.quick else 30.0)
+  args.max_step_s = args.max_step_s or (5.0 if args.quick else 40.0)
   return args
 
 
@@ -492,9 +493,10 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
       rows = json.load(f)
   groups = set(args.groups or ["breakdown"] + [g for g, _ in plan(args.quick, args.dtype)])
   todo = [(g, p) for g, p in plan(args.quick, args.dtype) if g in groups]
+  base = base_point(args.quick, args.dtype)
   stage_points = [] if args.quick or "breakdown" not in groups else [
-      Point(max_len=64, compression=False, dtype=args.dtype), Point(dtype=args.dtype),
-      Point(pool="attention", dtype=args.dtype)]
+      dataclasses.replace(base, max_len=64, compression=False), base,
+      dataclasses.replace(base, pool="attention")]
   wanted = {(g, key_of(p)) for g, p in todo} | {("breakdown", key_of(p)) for p in stage_points}
   mine = lambda: [r for r in rows if (r["group"], key_of(r)) in wanted]
   peak, peak_src = device_peak_flops()
@@ -516,8 +518,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
   for group, p in tqdm([t for t in todo if (t[0], key_of(t[1])) not in done], desc="rows"):
     same = next((r for r in rows if key_of(r) == key_of(p) and "devices" not in (
         group, r["group"]) and not r.get("stage") and r["status"] != "failed"), None)
-    rates = [r["flops_per_sec"] for r in rows if r["status"] == "ok" and r.get("flops_per_sec")]
-    rate = min(rates) if rates else None
+    rate = _rate_near(rows, p)
     if same is not None:
       row = dict(same, reused_from=same.get("reused_from", same["group"]))
     elif group == "devices" and on_cpu:
@@ -534,11 +535,12 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
       for r in breakdown(p):
         emit(r)
   png_path = os.path.join(args.out, "throughput.png")
-  plot(mine(), png_path, base_point(args.quick, args.dtype))
-  rat = ratios(mine())
-  if rat:
-    tqdm.write("step time at max_len 256 / 64 uncompressed: " + ", ".join(
-        f"{k} {v:.2f}x" for k, v in rat.items()) + f" (target <= {TARGET_RATIO}x compressed)")
+  plot(mine(), png_path, base,
+       f"{machine['cpu']}, {machine['cores']} cores, {machine['platform']}")
+  for group, rat in (("seq_len", ratios(mine())), ("config", ratios(mine(), "config"))):
+    if rat:
+      tqdm.write(f"{group}: step time at max_len 256 / 64 uncompressed: " + ", ".join(
+          f"{k} {v:.2f}x" for k, v in rat.items()) + f" (target <= {TARGET_RATIO}x compressed)")
   d = find(mine(), group="seq_len", max_len=256, compression=True, batch_size=128)
   if d:
     tqdm.write(f"default step (batch 128, max_len 256): MFU {100 * d['mfu']:.1f}% of "

@@ -39,7 +39,7 @@ def test_quick_sweep_rows_png_and_resume(tmp_path):
   rows = throughput.main(["--quick", "--out", str(tmp_path)])
   saved = json.loads((tmp_path / "throughput.json").read_text())
   assert len(saved) == len(rows) >= 6
-  assert {r["group"] for r in saved} == {"seq_len", "pool", "batch", "objectives", "devices"}
+  assert {r["group"] for r in saved} == {"seq_len", "batch", "objectives", "devices"}
   for r in saved:
     assert r["status"] == "ok", r.get("skip_reason")
     assert isinstance(r["group"], str) and isinstance(r["compression"], bool)

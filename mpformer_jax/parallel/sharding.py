@@ -6,9 +6,10 @@ from `jax.eval_shape`, so nothing is materialised to find them. Calls and traces
 `layout.context()` (the mesh plus the rules), which is what turns on the activation
 constraints and the vocabulary-parallel lookup.
 
-In-batch negatives: the loss is written on global arrays and jitted by GSPMD, so the
-candidate matrix of every data shard is the *global* batch's targets (XLA inserts the
-all-gather); tests/parallel checks loss and gradients against one device.
+Global in-batch negatives: the loss is written on global arrays and jitted by GSPMD, so
+every row is scored against the *global* batch's targets; the compiled step all-gathers the
+candidate embeddings [B, out] over `data` (seen in the HLO), and tests/parallel checks loss
+and gradients against one device. logQ and accidental-hit masking are unchanged.
 """
 from __future__ import annotations
 
@@ -139,10 +140,6 @@ class MeshJit:
   def lower(self, *args, **kwargs):
     with self._ctx():
       return self._jitted.lower(*args, **kwargs)
-
-  def eval_shape(self, *args, **kwargs):
-    with self._ctx():
-      return self._jitted.eval_shape(*args, **kwargs)
 
 
 def in_context(layout: Layout | None, fn: Callable) -> Callable:

@@ -46,9 +46,8 @@ def init_state(model: Retriever, tx: optax.GradientTransformation, batch: Mappin
 
   With a `parallel.sharding.Layout` the state is created already sharded (jit with
   out_shardings from `jax.eval_shape`; the random init is partitioned and the forward pass
-  of `init` is dead code), so no device ever holds the whole item table. Init runs outside
-  the mesh context: flax's DenseGeneral reshapes boxed kernels under a constraint that fails
-  when a mesh is set, and no activation constraint matters here.
+  of `init` is dead code), so no device ever holds the whole item table. Init needs no mesh
+  context: only the out_shardings matter.
   """
   rng, init_rng = jax.random.split(jax.random.PRNGKey(seed))
   init = _init_fn(model, tx, rng)

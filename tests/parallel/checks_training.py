@@ -1,15 +1,18 @@
 """8-device checks of the sharded train step (run by test_sharded_training.py).
 
-Prints `RESULT {json}`: measured differences against one device, shardings, donation and
-the bad-input errors, for the test to assert on.
+Prints `RESULT {json}`: measured differences against one device, shardings, donation, a
+save-on-8 / restore-on-4-and-1 checkpoint round trip and the bad-input errors, for the test
+to assert on. One process for all of it: every compile costs seconds of CPU here.
 """
 import json
 import os
 import sys
 import tempfile
 
+import flax.linen as nn
 import jax
 import numpy as np
+from jax.sharding import SingleDeviceSharding
 
 from configs import base
 from mpformer_jax.data import pipeline
@@ -17,6 +20,7 @@ from mpformer_jax.data.registry import make_source
 from mpformer_jax.model.retriever import ModelConfig, Retriever
 from mpformer_jax.parallel.sharding import Layout, MeshJit
 from mpformer_jax.train import state as st
+from mpformer_jax.train.checkpoint import Checkpointer, abstract_target
 from mpformer_jax.train.loop import train_and_evaluate
 
 
@@ -35,16 +39,23 @@ def spec_of(x) -> list:
   return [None if s is None else (s if isinstance(s, str) else list(s)) for s in x.sharding.spec]
 
 
-def sharded_run(model, tx, config, batch, loss_fn, ref_params):
-  """Init on the config's mesh, loss + grads on the global batch, one donated train step."""
+def sharded_run(model, tx, config, batch, loss_fn, ref_state, full: bool):
+  """Loss + grads on the global batch on the config's mesh; with `full`, the state comes from
+  `init_state` on the mesh and one donated train step follows (else the reference state is
+  placed with the layout's shardings: each init compile costs ~10 s of CPU)."""
   layout = Layout.from_config(config)
-  state, _ = st.init_state(model, tx, batch, config.seed, layout)
+  if full:
+    state, _ = st.init_state(model, tx, batch, config.seed, layout)
+  else:
+    _, shardings = st.abstract_state(model, tx, batch, layout)
+    state = jax.device_put(ref_state, shardings)
   gbatch = layout.shard_batch(batch)
   grad_fn = MeshJit(jax.jit(jax.value_and_grad(loss_fn, has_aux=True)), layout)
   (loss, _), grads = grad_fn(state.params, gbatch)
   table = state.params["item_table"]["embedding"]
   out = dict(
-      mesh=dict(layout.mesh.shape), loss=float(loss), init_err=tree_err(ref_params, state.params),
+      mesh=dict(layout.mesh.shape), loss=float(loss),
+      init_err=tree_err(jax.device_get(ref_state.params), state.params),
       table_spec=spec_of(table), table_shard=list(table.addressable_shards[0].data.shape),
       table_devices=len(table.sharding.device_set),
       table_grad_spec=spec_of(grads["item_table"]["embedding"]),
@@ -53,13 +64,46 @@ def sharded_run(model, tx, config, batch, loss_fn, ref_params):
       batch_shard=list(gbatch["history_ids"].addressable_shards[0].data.shape),
       dense_specs=sorted({str(spec_of(x)) for p, x in jax.tree_util.tree_leaves_with_path(
           state.params) if "item_table" not in jax.tree_util.keystr(p) and x.ndim == 2}))
+  if not full:
+    return out, grads, None
   step = st.make_train_step(model, tx, config, layout, st.shardings_of(state))
   old_leaves = jax.tree.leaves(state)
   new_state, metrics = step(state, gbatch)
   out.update(step_loss=float(metrics["loss"]),
              donated=all(x.is_deleted() for x in old_leaves),
              step_table_spec=spec_of(new_state.params["item_table"]["embedding"]))
-  return out, grads
+  return out, grads, new_state
+
+
+def checkpoint_roundtrip(model, tx, batch, state) -> dict:
+  """Save the 8-device state; restore it onto 4 devices (mesh 1 x 4) and onto 1 device."""
+  directory = tempfile.mkdtemp()
+  ckpt = Checkpointer(directory)
+  ckpt.save(1, state, {"next_index": 7})
+  ckpt.close()
+  saved = jax.device_get(state)
+  out = {}
+  for name in ("4", "1"):
+    if name == "4":
+      c = base.get_config("tiny")
+      c.mesh.data, c.mesh.model = 1, 4
+      layout = Layout.from_config(c, devices=jax.devices()[:4])
+      abstract, shardings = st.abstract_state(model, tx, batch, layout)
+    else:
+      abstract, _ = st.abstract_state(model, tx, batch)
+      shardings = jax.tree.map(lambda _: SingleDeviceSharding(jax.devices()[0]),
+                               nn.meta.unbox(abstract))
+    target = abstract_target(nn.meta.unbox(abstract), shardings)
+    restored, data = Checkpointer(directory).restore(1, target)
+    table = restored.params["item_table"]["embedding"]
+    out[name] = dict(
+        identical=all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in
+                      zip(jax.tree.leaves(saved), jax.tree.leaves(restored))),
+        num_leaves=len(jax.tree.leaves(restored)), data_state=data,
+        table_devices=len(table.sharding.device_set),
+        table_shard=list(table.addressable_shards[0].data.shape),
+        step=int(restored.step))
+  return out
 
 
 def bad_inputs(config) -> dict:
@@ -95,15 +139,17 @@ def main():
       ref_state.params, batch)
   result = dict(devices=jax.device_count(), ref_loss=float(ref_loss),
                 table_rows=int(ref_state.params["item_table"]["embedding"].shape[0]))
-  ref_params = jax.device_get(ref_state.params)
   for name, mesh, fsdp in (("dp2_mp4", (2, 4), False), ("fsdp4_mp2", (4, 2), True)):
     c = base.get_config("tiny")
     c.mesh.data, c.mesh.model = mesh
     c.parallel.fsdp = fsdp
-    out, grads = sharded_run(model, tx, c, batch, loss_fn, ref_params)
+    full = name == "dp2_mp4"
+    out, grads, new_state = sharded_run(model, tx, c, batch, loss_fn, ref_state, full)
     out["grad_err"] = tree_err(ref_grads, grads)
     out["loss_err"] = abs(out["loss"] - float(ref_loss)) / abs(float(ref_loss))
     result[name] = out
+    if full:
+      result["checkpoint"] = checkpoint_roundtrip(model, tx, batch, new_state)
   result["errors"] = bad_inputs(config)
   print("RESULT " + json.dumps(result))
 

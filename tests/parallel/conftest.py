@@ -1,4 +1,4 @@
-"""Run a check script under N forced CPU host devices and read back its JSON result.
+"""Fixtures: run a check script under N forced CPU host devices, read back its JSON result.
 
 XLA_FLAGS must be set before JAX initialises its backend, and pytest-xdist workers have
 usually initialised it already, so 8-device checks run in a fresh interpreter.
@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -26,3 +28,15 @@ def run_script(name: str, *args: str, devices: int = 8, timeout: float = 600) ->
   assert proc.returncode == 0 and lines, (
       f"{name} failed (rc={proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-6000:]}")
   return json.loads(lines[-1][len("RESULT "):])
+
+
+@pytest.fixture(scope="session")
+def device_script():
+  """`device_script(name, *args, devices=8)` -> the script's RESULT dict."""
+  return run_script
+
+
+@pytest.fixture(scope="session")
+def devices_env():
+  """`devices_env(n)` -> os.environ with n forced CPU host devices."""
+  return device_env
