@@ -55,15 +55,16 @@ def cases(quick: bool) -> list[dict]:
 
 def measure(case: dict) -> dict:
   """Compile one case in this process (its device count must match) and read its memory."""
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top  (only workers build models)
+  import flax.linen as nn
+  import jax
+  import numpy as np
 
-  from configs import base  # pylint: disable=g-import-not-at-top
-  from mpformer_jax.data import schema, synthetic  # pylint: disable=g-import-not-at-top
-  from mpformer_jax.model.retriever import ModelConfig, Retriever  # pylint: disable=g-import-not-at-top
-  from mpformer_jax.parallel.sharding import Layout  # pylint: disable=g-import-not-at-top
-  from mpformer_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
+  from configs import base
+  from mpformer_jax.data import schema, synthetic
+  from mpformer_jax.model.retriever import ModelConfig, Retriever
+  from mpformer_jax.parallel.sharding import Layout
+  from mpformer_jax.train import state as state_lib
 
   config = base.get_config(case["variant"])
   config.data.max_len = case["max_len"]

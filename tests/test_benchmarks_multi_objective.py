@@ -27,10 +27,13 @@ def _finite(x):
 def test_run_specs_cover_every_switch():
   mo = _load()
   runs = mo.run_specs()
-  assert len(runs) == 1 + 4 + 6
+  assert len(runs) == 1 + 4 + 6 + 1
+  assert runs["mpformer"] == ("base.py", {"loss.objective_weights": mo.OBJECTIVE_WEIGHTS})
+  assert runs["ablation/objective_weights"] == ("base.py", {})  # configs/base.py as is.
   assert runs["single/like"] == ("kuaiformer.py", {"model.objectives": ("like",),
                                                    "loss.objective_weights": (1.0,)})
-  assert runs["ablation/user_token"][1] == {"model.user_token": False, "model.user_gate": False}
+  assert runs["ablation/user_token"][1] == {"loss.objective_weights": mo.OBJECTIVE_WEIGHTS,
+                                            "model.user_token": False, "model.user_gate": False}
   for switch in mo.SWITCHES:
     assert runs[f"ablation/{switch}"][1][f"model.{switch}"] is False
 

@@ -1,8 +1,6 @@
 """benchmarks/retrieval.py: the quick sweep runs, resumes, and writes sane JSON, PNG, README."""
-import importlib.util
 import json
 import math
-import pathlib
 import time
 
 import pytest
@@ -10,18 +8,8 @@ import pytest
 pytest.importorskip("scann")
 pytest.importorskip("matplotlib")
 
-_SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "retrieval.py"
-
-
-def _load():
-  spec = importlib.util.spec_from_file_location("benchmarks_retrieval", _SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def test_quick_sweep_resume_and_readme(tmp_path):
-  retrieval = _load()
+def test_quick_sweep_resume_and_readme(tmp_path, load_benchmark):
+  retrieval = load_benchmark("retrieval")
   rows = retrieval.main(["--quick", "--out", str(tmp_path)])
   saved = json.loads((tmp_path / "retrieval.json").read_text())["rows"]
   assert len(saved) == len(rows) > 0
@@ -53,8 +41,8 @@ def test_quick_sweep_resume_and_readme(tmp_path):
   assert readme.read_text().count(retrieval.README_START) == 1
 
 
-def test_synthetic_embeddings_shapes_and_padding():
-  retrieval = _load()
+def test_synthetic_embeddings_shapes_and_padding(load_benchmark):
+  retrieval = load_benchmark("retrieval")
   queries, items = retrieval.synthetic_embeddings(1000, 8, num_interests=4, dim=16)
   assert queries.shape == (8, 4, 16) and items.shape == (1001, 16)
   assert not items[0].any()  # Row 0 is padding.

@@ -1,25 +1,13 @@
 """benchmarks/memory.py --quick: the table's per-device bytes shrink as 1/model; JSON, PNG,
 README section."""
-import importlib.util
 import json
-import pathlib
 
 import pytest
 
 pytest.importorskip("matplotlib")
 
-_SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "memory.py"
-
-
-def _load():
-  spec = importlib.util.spec_from_file_location("benchmarks_memory", _SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def test_quick_memory_sweep(tmp_path):
-  memory = _load()
+def test_quick_memory_sweep(tmp_path, load_benchmark):
+  memory = load_benchmark("memory")
   readme = tmp_path / "README.md"
   readme.write_text("# Benchmarks\n\n## Other\nkeep me\n")
   rows = memory.main(["--quick", "--out", str(tmp_path), "--update_readme",
