@@ -5,7 +5,8 @@ DESIGN 2.3-2.5). Each row times the library's jitted `make_train_step` (state do
 random valid batch built from a `DatasetSpec` and already on the device: no data-pipeline
 cost. Step time = median after warm-up (`common.time_fn`), compile reported apart; tokens/s
 counts history tokens (batch * max_len); FLOPs are `train_flops_per_step`'s; MFU is against
-the device peak (measured f32 matmul on CPU, datasheet bf16 on GPU/TPU). A row whose
+the device peak (datasheet bf16 on GPU/TPU; on CPU the best f32 matmul rate measured on this
+machine across runs, since contention only lowers it). A row whose
 predicted step time (FLOPs / FLOP/s of the biggest row measured) or compiled memory
 (`memory_analysis()`) is over budget is recorded as skipped, not run.
 
@@ -386,18 +387,21 @@ def plot(rows: list[dict], path: str, base: Point, where: str) -> None:
     ax.set(xlabel=xlabel, ylabel="throughput (examples/s)", title=f"Examples/s vs {group}")
   for ax in axes.flat:
     ax.grid(True, alpha=0.3)
-  fig.suptitle(f"Train-step throughput ({where}); unless varied: max_len "
-               f"{base.max_len} compressed, batch {base.batch_size}, d_model {base.d_model}, "
-               f"{base.num_layers} layer(s), {base.num_objectives} objectives, 1 device", fontsize=11)
+  fig.suptitle(f"Train-step throughput ({where}); unless varied: max_len {base.max_len} "
+               f"compressed, batch {base.batch_size}, d_model {base.d_model}, {base.num_layers} "
+               f"layer(s), {base.num_objectives} objectives, 1 device", fontsize=11)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
 
 
+def _cells(*cells) -> str:
+  return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
 def readme_section(rows: list[dict], meta: dict, png_rel: str) -> str:
   """Markdown between the throughput markers: headline ratios, tables, plot."""
-  m, rat, d = meta["machine"], ratios(rows), find(rows, group="seq_len", max_len=256,
-                                                  compression=True)
+  m, rat, d = meta["machine"], ratios(rows), find(rows, **meta["base"])
   out = [README_START, "## Training throughput", "",
          f"`python benchmarks/throughput.py{meta['flags']}` on {m['cpu']} ({m['cores']} cores, "
          f"jax {m['jax_version']} {m['platform']}), {meta['date']}. The real jitted train step "
@@ -406,46 +410,49 @@ def readme_section(rows: list[dict], meta: dict, png_rel: str) -> str:
          f"(`train/flops.py`); MFU is against the {meta['peak_source']} peak, "
          f"{meta['peak'] / 1e9:.1f} GFLOP/s. Compression schedule per length: "
          f"`compression_schedule` (48 raw items, then 16-, 64- and 256-windows).", ""]
-  if "compressed" in rat and "uncompressed" in rat:
+  kf = ratios(rows, "config")
+  if len(rat) == 2:
     verdict = "meets" if rat["compressed"] <= TARGET_RATIO else "does **not** meet"
-    kf = ratios(rows, "config")
     out.append(f"**Step time at max_len=256 over max_len=64 without compression (batch "
                f"{d['batch_size']}): {rat['compressed']:.2f}x with compression** ({verdict} the "
-               f"<= {TARGET_RATIO}x target; KuaiFormer reports +10%), "
-               f"{rat['uncompressed']:.2f}x without." + (
-                   f" configs/kuaiformer.py (1 objective, no MPFormer mechanisms): "
-                   f"{kf['compressed']:.2f}x with, {kf['uncompressed']:.2f}x without."
-                   if len(kf) == 2 else ""))
+               f"<= {TARGET_RATIO}x target; KuaiFormer reports +10%), {rat['uncompressed']:.2f}x "
+               f"without." + (f" configs/kuaiformer.py (1 objective, no MPFormer mechanisms): "
+                              f"{kf['compressed']:.2f}x with, {kf['uncompressed']:.2f}x without."
+                              if len(kf) == 2 else ""))
   if d:
-    out.append(f"Default step (configs/base.py, batch {d['batch_size']}, max_len 256): "
-               f"{1e3 * d['step_time_s']:.0f} ms, {d['flops_per_sec'] / 1e9:.1f} GFLOP/s, "
-               f"MFU {100 * d['mfu']:.1f}%.")
-  out += ["", "| group | config | max_len | compressed | pool | batch | d_model | layers | "
-          "objectives | devices | step (ms) | examples/s | tokens/s | GFLOP/step | MFU | compile (s) |",
-          "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out.append(f"Default step (configs/base.py, batch {d['batch_size']}, max_len {d['max_len']}):"
+               f" {1e3 * d['step_time_s']:.0f} ms, {d['flops_per_sec'] / 1e9:.1f} GFLOP/s, MFU "
+               f"{d['mfu']:.1%}.")
+  head = ("group", "config", "max_len", "compressed", "pool", "batch", "d_model", "layers",
+          "objectives", "devices", "step (ms)", "examples/s", "tokens/s", "GFLOP/step", "MFU",
+          "compile (s)")
+  out += ["", _cells(*head), _cells(*["---"] * len(head))]
   for r in (r for r in rows if not r.get("stage")):
-    cols = (f"| {r['group']} | {r.get('config')} | {r['max_len']} | {'yes' if r['compression'] else 'no'} | "
-            f"{r['pool']} | {r['batch_size']} | {r['d_model']} | {r['num_layers']} | "
-            f"{r['num_objectives']} | {r['num_devices']} |")
-    out.append(f"{cols} {1e3 * r['step_time_s']:,.0f} | {r['examples_per_sec']:,.0f} | "
-               f"{r['tokens_per_sec']:,.0f} | {r['flops_per_step'] / 1e9:.1f} | "
-               f"{100 * r['mfu']:.1f}% | {r['compile_s']:.1f} |" if r["status"] == "ok" else
-               f"{cols} {r['status']}: {str(r.get('skip_reason', ''))[:70].replace('|', '/')}"
-               " | | | | | |")
+    cols = [r["group"], r.get("config"), r["max_len"], "yes" if r["compression"] else "no",
+            r["pool"]] + [r[k] for k in ("batch_size", "d_model", "num_layers", "num_objectives",
+                                         "num_devices")]
+    if r["status"] == "ok":
+      cols += [f"{1e3 * r['step_time_s']:,.0f}", f"{r['examples_per_sec']:,.0f}",
+               f"{r['tokens_per_sec']:,.0f}", f"{r['flops_per_step'] / 1e9:.1f}",
+               f"{r['mfu']:.1%}", f"{r['compile_s']:.1f}"]
+    else:
+      cols += [f"{r['status']}: {str(r.get('skip_reason', ''))[:70]}".replace("|", "/")] + [""] * 5
+    out.append(_cells(*cols))
   stages = [r for r in rows if r.get("stage")]
   if stages:
     out += ["", f"Where the time goes: fwd+bwd of cumulative stages (no optimizer update), "
             f"batch {stages[0]['batch_size']}:", "",
-            "| max_len | compressed | pool | stage | cumulative (ms) | marginal (ms) |",
-            "|---:|---|---|---|---:|---:|"]
+            _cells("max_len", "compressed", "pool", "stage", "cumulative (ms)", "marginal (ms)"),
+            _cells(*["---"] * 6)]
     for r in stages:
-      out.append(f"| {r['max_len']} | {'yes' if r['compression'] else 'no'} | {r['pool']} | "
-                 f"{r['stage']} | {1e3 * r['step_time_s']:.0f} | {1e3 * r['marginal_s']:.0f} |")
+      what = (r["max_len"], "yes" if r["compression"] else "no", r["pool"])
+      out.append(_cells(*what, r["stage"], f"{1e3 * r['step_time_s']:.0f}",
+                        f"{1e3 * r['marginal_s']:.0f}"))
       full = find(rows, **{k: r[k] for k in KEY_FIELDS})
       if r["stage"].startswith("+ item tower") and full:
-        out.append(f"| {r['max_len']} | {'yes' if r['compression'] else 'no'} | {r['pool']} | "
-                   f"full train step (+ AdamW update) | {1e3 * full['step_time_s']:.0f} | "
-                   f"{1e3 * (full['step_time_s'] - r['step_time_s']):.0f} |")
+        out.append(_cells(*what, "full train step (+ AdamW update)",
+                          f"{1e3 * full['step_time_s']:.0f}",
+                          f"{1e3 * (full['step_time_s'] - r['step_time_s']):.0f}"))
   if m["platform"] == "cpu":
     out += ["", f"Forced host devices share the same {m['cores']} CPU cores, so more devices "
             "cannot be faster here; the devices rows check that data parallelism runs."]
@@ -455,7 +462,14 @@ def readme_section(rows: list[dict], meta: dict, png_rel: str) -> str:
 
 def update_readme(path: str, section: str) -> None:
   """Replaces only the text between the throughput markers (appends it if absent)."""
-  common.update_readme_section(path, README_START, README_END, section)
+  text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+  if README_START in text and README_END in text:
+    head, rest = text.split(README_START, 1)
+    text = head + section + rest.split(README_END, 1)[1]
+  else:
+    text = text.rstrip("\n") + "\n\n" + section + "\n"
+  with open(path, "w") as f:
+    f.write(text)
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -466,7 +480,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
   p.add_argument("--max_mem_gb", type=float, default=8.0,
                  help="skip rows whose compiled step needs more memory than this")
   p.add_argument("--groups", nargs="*", help="only these groups (breakdown included)")
-  p.add_argument("--overwrite", action="store_true", help="re-measure rows already saved")
+  p.add_argument("--overwrite", action="store_true",
+                 help="re-measure the selected groups' rows already saved")
   p.add_argument("--update_readme", action="store_true")
   p.add_argument("--readme", default=os.path.join(os.path.dirname(__file__), "README.md"))
   p.add_argument("--worker", help=argparse.SUPPRESS)  # Internal: one devices point as JSON.
@@ -488,7 +503,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
     return [row]
   json_path = os.path.join(args.out, "throughput.json")
   rows = []
-  if os.path.exists(json_path) and not args.overwrite:
+  if os.path.exists(json_path):
     with open(json_path) as f:
       rows = json.load(f)
   groups = set(args.groups or ["breakdown"] + [g for g, _ in plan(args.quick, args.dtype)])
@@ -499,8 +514,16 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
       dataclasses.replace(base, pool="attention")]
   wanted = {(g, key_of(p)) for g, p in todo} | {("breakdown", key_of(p)) for p in stage_points}
   mine = lambda: [r for r in rows if (r["group"], key_of(r)) in wanted]
-  peak, peak_src = device_peak_flops()
+  if args.overwrite:  # Re-measure the selected groups; keep the others' rows.
+    rows = [r for r in rows if (r["group"], key_of(r)) not in wanted]
   machine, date = machine_description(), datetime.datetime.now().isoformat(timespec="seconds")
+  peak, peak_src = device_peak_flops()
+  if machine["platform"] == "cpu":  # Contention only lowers a measured peak: keep the best.
+    peak = max([peak] + [r["peak_flops"] for r in rows if r.get("peak_flops")
+                         and r.get("machine", {}).get("cpu") == machine["cpu"]])
+  for r in rows:  # One peak for every MFU on this machine.
+    if r.get("flops_per_sec") and r.get("machine", {}).get("cpu") == machine["cpu"]:
+      r.update(peak_flops=peak, mfu=r["flops_per_sec"] / peak)
   tqdm.write(f"peak {peak / 1e9:.1f} GFLOP/s ({peak_src}); {machine['cpu']}, "
              f"{machine['cores']} cores\n{TABLE_HEADER}")
   for r in mine():
@@ -534,6 +557,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
     if ("breakdown", key_of(p)) not in done:
       for r in breakdown(p):
         emit(r)
+  common.write_json(json_path, rows)
   png_path = os.path.join(args.out, "throughput.png")
   plot(mine(), png_path, base,
        f"{machine['cpu']}, {machine['cores']} cores, {machine['platform']}")
@@ -541,14 +565,16 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
     if rat:
       tqdm.write(f"{group}: step time at max_len 256 / 64 uncompressed: " + ", ".join(
           f"{k} {v:.2f}x" for k, v in rat.items()) + f" (target <= {TARGET_RATIO}x compressed)")
-  d = find(mine(), group="seq_len", max_len=256, compression=True, batch_size=128)
+  base_key = {k: getattr(base, k) for k in KEY_FIELDS}
+  d = find(mine(), **base_key)
   if d:
-    tqdm.write(f"default step (batch 128, max_len 256): MFU {100 * d['mfu']:.1f}% of "
-               f"{peak / 1e9:.1f} GFLOP/s ({peak_src})")
+    tqdm.write(f"default step (batch {base.batch_size}, max_len {base.max_len}): MFU "
+               f"{d['mfu']:.1%} of {d['peak_flops'] / 1e9:.1f} GFLOP/s ({peak_src})")
   if args.update_readme and mine():
     flags = (" --quick" if args.quick else "") + (
         f" --dtype {args.dtype}" if args.dtype != "float32" else "")
-    meta = dict(machine=machine, date=date[:10], flags=flags, peak=peak, peak_source=peak_src)
+    meta = dict(machine=machine, date=date[:10], flags=flags, peak=peak, peak_source=peak_src,
+                base=base_key)
     png_rel = os.path.relpath(png_path, os.path.dirname(os.path.abspath(args.readme)))
     update_readme(args.readme, readme_section(mine(), meta, png_rel))
   return mine()
