@@ -462,14 +462,7 @@ def readme_section(rows: list[dict], meta: dict, png_rel: str) -> str:
 
 def update_readme(path: str, section: str) -> None:
   """Replaces only the text between the throughput markers (appends it if absent)."""
-  text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-  if README_START in text and README_END in text:
-    head, rest = text.split(README_START, 1)
-    text = head + section + rest.split(README_END, 1)[1]
-  else:
-    text = text.rstrip("\n") + "\n\n" + section + "\n"
-  with open(path, "w") as f:
-    f.write(text)
+  common.update_readme_section(path, README_START, README_END, section)
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
