@@ -3,19 +3,20 @@
 Answers "what does a longer history cost, and does compression pay for it" (GitHub issue 7,
 DESIGN 2.3-2.5). Each row times the library's jitted `make_train_step` (state donated) on a
 random valid batch built from a `DatasetSpec` and already on the device: no data-pipeline
-cost. Step time = median after warm-up (`common.time_fn`), compile reported apart; tokens/s
-counts history tokens (batch * max_len); FLOPs are `train_flops_per_step`'s; MFU is against
-the device peak (datasheet bf16 on GPU/TPU; on CPU the best f32 matmul rate measured on this
-machine across runs, since contention only lowers it). A row whose
-predicted step time (FLOPs / FLOP/s of the biggest row measured) or compiled memory
-(`memory_analysis()`) is over budget is recorded as skipped, not run.
+cost. Step time = median after warm-up (`common.time_fn`) over rounds that interleave the
+rows of a group, so that on a shared machine they all see the same load; compile time is
+reported apart. tokens/s counts history tokens (batch * max_len); FLOPs are
+`train_flops_per_step`'s; MFU is against the device peak (datasheet bf16 on GPU/TPU; on CPU
+the best f32 matmul rate measured on this machine across runs, as contention only lowers
+it). A row whose predicted step time (FLOPs / FLOP/s of the biggest row measured) or
+compiled memory (`memory_analysis()`) is over budget is recorded as skipped, not run.
 
 Groups: seq_len (64..4096, with and without compression), pool (attention vs mean), batch,
 width, depth, objectives (1..8), devices (1..8 forced host devices, each in a subprocess;
 batch sharded over a 1-D mesh, params replicated: on a small CPU they share the same cores,
-so no speed-up is expected) and breakdown (fwd+bwd of the step's cumulative stages). A
-configuration in two groups is measured once; rows saved in `<out>/throughput.json` are
-skipped (resume) unless --overwrite.
+so no speed-up is expected, and each N is timed alone) and breakdown (fwd+bwd of the step's
+cumulative stages). Rows saved in `<out>/throughput.json` are skipped (resume) unless
+--overwrite.
 
   python benchmarks/throughput.py [--quick] [--out DIR] [--overwrite] [--update_readme]
 """
@@ -45,7 +46,7 @@ if not __package__:  # Run as `python benchmarks/throughput.py`: make `benchmark
 from benchmarks import common
 from mpformer_jax.data import schema
 from mpformer_jax.data.synthetic import synthetic_spec
-from mpformer_jax.model.compression import num_tokens
+from mpformer_jax.model.compression import POOLS, num_tokens
 from mpformer_jax.model.retriever import ModelConfig, Retriever
 from mpformer_jax.train.flops import device_peak_flops, train_flops_per_step
 from mpformer_jax.train.state import (device_batch, init_state, make_loss_fn, make_optimizer,
@@ -105,13 +106,14 @@ def base_point(quick: bool, dtype: str = "float32", config: str = "base") -> Poi
 def plan(quick: bool, dtype: str) -> list[tuple[str, Point]]:
   """(group, point) pairs of the sweep, cheapest first within each group."""
   rep, base = dataclasses.replace, base_point(quick, dtype)
-  if quick:  # Five compiled rows (the base is measured once), every panel of the plot.
+  if quick:  # Five small rows: every code path, most panels of the plot.
     return [("seq_len", rep(base, compression=False)), ("seq_len", base),
-            ("batch", rep(base, batch_size=8)), ("batch", base), ("objectives", base),
-            ("objectives", rep(base, num_objectives=1)), ("devices", rep(base, num_devices=2))]
+            ("batch", rep(base, batch_size=8)), ("objectives", rep(base, num_objectives=1)),
+            ("devices", rep(base, num_devices=2))]
   lens = (64, 128, 256, 512, 1024, 2048, 4096)
   return ([("seq_len", rep(base, max_len=n, compression=c)) for n in lens for c in (False, True)]
-          + [("pool", rep(base, max_len=n, pool=p)) for n in lens for p in ("mean", "attention")]
+          + [("pool", rep(base, max_len=64, compression=False))]  # Ratios within the group.
+          + [("pool", rep(base, max_len=n, pool=p)) for n in lens for p in POOLS]
           + [("batch", rep(base, batch_size=b)) for b in (32, 64, 128, 256, 512)]
           + [("width", rep(base, d_model=d)) for d in (32, 64, 128, 256)]
           + [("depth", rep(base, num_layers=n)) for n in (1, 2, 4, 8)]
@@ -186,25 +188,47 @@ def random_state(model, tx, batch, seed: int = 0):
   return state.replace(opt_state=tx.init(state.params))
 
 
-def _stepper(compiled, state):
-  """Lets `common.time_fn` (same args each call) time a step that donates its state.
+def _as_jitted(call, memory_analysis=lambda: None):
+  """Lets `common.time_fn` take an already compiled call: `lower(...).compile()` is itself."""
+  call.lower = lambda *unused: types.SimpleNamespace(compile=lambda: call)
+  call.memory_analysis = memory_analysis
+  return call
 
-  Poses as a jitted function whose `lower(...).compile()` is the step; each call feeds the
-  state returned by the previous one back in.
+
+def _stepper(compiled, state):
+  """A compiled step that donates its state, timeable with the same args every call.
+
+  time_fn calls its function with the same arguments each time, but the step deletes its
+  input state: each call feeds the state the previous one returned back in instead.
   """
   box = [state]
 
   def call(batch):
     box[0], metrics = compiled(box[0], batch)
     return metrics
-  call.lower = lambda *unused: types.SimpleNamespace(compile=lambda: call)
-  call.memory_analysis = compiled.memory_analysis
-  return call
+  return _as_jitted(call, compiled.memory_analysis)
 
 
-def measure(p: Point, peak: float, max_step_s: float, max_bytes: float,
-            rate: Optional[float], mesh: bool = False) -> dict:
-  """Times one point in this process; `mesh`: data parallel over num_devices devices."""
+def interleaved(jobs: list[tuple], budget_s: float) -> list[dict]:
+  """Times (fn, args) jobs in rounds that run each in turn: median, p10, p90 per job.
+
+  On a shared machine, load changes over minutes; interleaving makes every job of a
+  comparison see the same load, so the ratios hold even when absolute times drift. Each
+  turn is one untimed call and one timed call: the first call after a job with bigger
+  buffers pays ~0.2 s of page faults that a training loop never sees.
+  """
+  warm = [common.time_fn(fn, *args, warmup=1, iters=1)["median_s"] for fn, args in jobs]
+  times = [[] for _ in jobs]
+  for _ in range(int(np.clip(budget_s / max(2 * sum(warm), 1e-9), 3, 15))):
+    for t, (fn, args) in zip(times, jobs):
+      t.append(common.time_fn(fn, *args, warmup=1, iters=1)["median_s"])
+  return [dict(median_s=float(np.median(t)), p10_s=float(np.percentile(t, 10)),
+               p90_s=float(np.percentile(t, 90)), iters=len(t)) for t in times]
+
+
+def prepare(p: Point, peak: float, max_step_s: float, max_bytes: float,
+            rate: Optional[float], mesh: bool = False) -> tuple[dict, Optional[tuple]]:
+  """(row, (step, args) to time, or None when skipped); `mesh`: data parallel."""
   model, tx, config = build(p)
   cfg = model.cfg
   flops = train_flops_per_step(cfg, model.spec, p.batch_size)
@@ -215,7 +239,7 @@ def measure(p: Point, peak: float, max_step_s: float, max_bytes: float,
                  cfg.schedule, p.max_len) + p.num_objectives * cfg.num_queries)
   if flops / rate > max_step_s:
     return dict(row, status="skipped", skip_reason=f"predicted {flops / rate:.0f} s/step > "
-                f"{max_step_s:g} s at {rate / 1e9:.1f} GFLOP/s")
+                f"{max_step_s:g} s at {rate / 1e9:.1f} GFLOP/s"), None
   batch = device_batch(synthetic_batch(model.spec, p.batch_size, p.max_len))
   step = make_train_step(model, tx, config)
   repl, data = None, None
@@ -233,48 +257,69 @@ def measure(p: Point, peak: float, max_step_s: float, max_bytes: float,
                                 + mem.output_size_in_bytes - mem.alias_size_in_bytes)
   row["predicted_bytes"] = need
   if need > max_bytes:
-    return dict(row, status="skipped",
-                skip_reason=f"needs {need / 2**30:.1f} GiB > {max_bytes / 2**30:.1f} GiB")
+    return dict(row, status="skipped", skip_reason=f"needs {need / 2**30:.1f} GiB > "
+                f"{max_bytes / 2**30:.1f} GiB"), None
   state = jax.device_put(random_state(model, tx, batch), repl)
-  pred = flops / rate
-  stats = common.time_fn(_stepper(compiled, state), batch, warmup=1 if pred > 3 else 2,
-                         iters=int(np.clip(6.0 / pred, 3, 10)))
-  t = stats["median_s"]
+  return row, (_stepper(compiled, state), (batch,))
+
+
+def finish(row: dict, stats: dict) -> dict:
+  """A prepared row with its timing and the rates derived from it."""
+  t, b, flops = stats["median_s"], row["batch_size"], row["flops_per_step"]
   return dict(row, status="ok", step_time_s=t, p10_s=stats["p10_s"], p90_s=stats["p90_s"],
-              iters=stats["iters"], examples_per_sec=p.batch_size / t,
-              tokens_per_sec=p.batch_size * p.max_len / t, flops_per_sec=flops / t,
-              mfu=flops / t / peak, peak_bytes=stats["peak_bytes"])
+              iters=stats["iters"], examples_per_sec=b / t, tokens_per_sec=b * row["max_len"] / t,
+              flops_per_sec=flops / t, mfu=flops / t / row["peak_flops"])
 
 
-def breakdown(p: Point) -> list[dict]:
-  """fwd+bwd time of cumulative stages: embed, +compression, +backbone, +loss.
+def measure(points: list[Point], peak: float, args, rate_of, mesh: bool = False) -> list[dict]:
+  """Prepares every point, then times the runnable ones interleaved (see `interleaved`)."""
+  prepared = [prepare(p, peak, args.max_step_s, args.max_mem_gb * 2**30, rate_of(p), mesh)
+              for p in points]
+  live = [i for i, (_, job) in enumerate(prepared) if job]
+  stats = dict(zip(live, interleaved([prepared[i][1] for i in live], args.budget_s)))
+  return [finish(row, stats[i]) if i in stats else row for i, (row, _) in enumerate(prepared)]
 
-  The difference between consecutive stages is the marginal cost of a part; the optimizer
-  update is the full step's row minus the last stage.
+
+def breakdown(points: list[Point], budget_s: float) -> list[dict]:
+  """fwd+bwd time of cumulative stages: embed, +compression, +backbone, +loss, full step.
+
+  The difference between consecutive stages is the marginal cost of a part. All stages of
+  all points are timed interleaved.
   """
-  model, tx, config = build(p)
-  batch = jax.device_put(device_batch(synthetic_batch(model.spec, p.batch_size, p.max_len)))
-  params = random_state(model, tx, batch).params
+  jobs, names = [], []
+  for p in points:
+    model, tx, config = build(p)
+    batch = jax.device_put(device_batch(synthetic_batch(model.spec, p.batch_size, p.max_len)))
+    state = random_state(model, tx, batch)
 
-  def tokens(m, b):
-    return m.token_embedder(m.item_table(b[schema.HISTORY_IDS]),
-                            b[schema.HISTORY_ITEM_FEATURES], b[schema.HISTORY_EVENT_FEATURES])
+    def tokens(m, b):
+      return m.token_embedder(m.item_table(b[schema.HISTORY_IDS]),
+                              b[schema.HISTORY_ITEM_FEATURES], b[schema.HISTORY_EVENT_FEATURES])
 
-  def compressed(m, b):
-    groups, _, raw, _ = m.compressor(tokens(m, b), b[schema.HISTORY_IDS] > 0)
-    return jnp.sum(raw) + (0.0 if groups is None else jnp.sum(groups))
+    def compressed(m, b):
+      groups, _, raw, _ = m.compressor(tokens(m, b), b[schema.HISTORY_IDS] > 0)
+      return jnp.sum(raw) + (0.0 if groups is None else jnp.sum(groups))
 
-  apply = lambda f: lambda q, b: model.apply({"params": q}, b, method=f)
-  stages = (("embed: item table + token MLP", apply(lambda m, b: jnp.sum(tokens(m, b)))),
-            ("+ compression (group encoders)", apply(compressed)),
-            ("+ user token, backbone, head", apply(lambda m, b: jnp.sum(m.user_embeddings(b)))),
-            ("+ item tower, in-batch loss", lambda q, b: make_loss_fn(model, config)(q, b)[0]))
-  rows, prev = [], 0.0
-  for name, fn in stages:
-    t = common.time_fn(jax.jit(jax.grad(fn)), params, batch, iters=5)["median_s"]
+    apply = lambda f, model=model: lambda q, b: model.apply({"params": q}, b, method=f)
+    stages = (("embed: item table + token MLP", apply(lambda m, b: jnp.sum(tokens(m, b)))),
+              ("+ compression (group encoders)", apply(compressed)),
+              ("+ user token, backbone, head", apply(lambda m, b: jnp.sum(
+                  m.user_embeddings(b)))),
+              ("+ item tower, in-batch loss", make_loss_fn(model, config)))
+    for name, fn in stages:
+      grad = jax.jit(jax.grad(fn, has_aux=name.startswith("+ item")))
+      jobs.append((_as_jitted(grad.lower(state.params, batch).compile()),
+                   (state.params, batch)))
+      names.append((p, name))
+    compiled = make_train_step(model, tx, config).lower(state, batch).compile()
+    jobs.append((_stepper(compiled, random_state(model, tx, batch)), (batch,)))
+    names.append((p, "full train step (+ AdamW update)"))
+  rows, prev = [], {}
+  for (p, name), stats in zip(names, interleaved(jobs, budget_s)):
+    t = stats["median_s"]
     rows.append(dict(dataclasses.asdict(p), group="breakdown", stage=name, status="ok",
-                     step_time_s=t, marginal_s=t - prev))
-    prev = t
+                     step_time_s=t, marginal_s=t - prev.get(key_of(p), 0.0)))
+    prev[key_of(p)] = t
   return rows
 
 
@@ -283,9 +328,9 @@ def run_worker(p: Point, args, peak: float, rate: Optional[float]) -> dict:
   env = dict(os.environ)
   env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
                       f" --xla_force_host_platform_device_count={p.num_devices}").strip()
-  job = dict(point=dataclasses.asdict(p), peak=peak, rate=rate, max_step_s=args.max_step_s,
-             max_bytes=args.max_mem_gb * 2**30)
-  proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(job)],
+  job = json.dumps(dict(point=dataclasses.asdict(p), peak=peak, rate=rate))
+  proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", job] + [
+      f"--{k}={getattr(args, k)}" for k in ("max_step_s", "max_mem_gb", "budget_s")],
                         env=env, capture_output=True, text=True, timeout=1800, check=False)
   lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("ROW ")]
   if proc.returncode or not lines:
@@ -333,13 +378,20 @@ def find(rows: list[dict], **kw) -> Optional[dict]:
 
 
 def ratios(rows: list[dict], group: str = "seq_len") -> dict:
-  """Step time at max_len 256 (with / without compression) over 64 without; same batch."""
+  """Step time at max_len 256 (with / without compression) over 64 without; same batch.
+
+  In the pool group, one ratio per pool ("compressed/<pool>"), all timed interleaved.
+  """
   base = find(rows, group=group, max_len=64, compression=False)
   out = {}
   for name, comp in (("compressed", True), ("uncompressed", False)):
     r = find(rows, group=group, max_len=256, compression=comp)
     if base and r:
       out[name] = r["step_time_s"] / base["step_time_s"]
+  for pool in POOLS if group == "pool" else ():
+    r = find(rows, group=group, max_len=256, compression=True, pool=pool)
+    if base and r:
+      out[f"compressed/{pool}"] = r["step_time_s"] / base["step_time_s"]
   return out
 
 
@@ -353,10 +405,12 @@ def plot(rows: list[dict], path: str, base: Point, where: str) -> None:
   ok = [r for r in rows if r["status"] == "ok" and not r.get("stage")]
   fig, axes = plt.subplots(2, 3, figsize=(16, 8.5))
   ax = axes[0, 0]
-  for label, comp, pool in (("no compression", False, "mean"), ("compression, pool=mean", True,
-                             "mean"), ("compression, pool=attention", True, "attention")):
-    pts = sorted({(r["max_len"], r["step_time_s"]) for r in ok if r["group"] in (
-        "seq_len", "pool") and r["compression"] == comp and r["pool"] == pool})
+  curves = [("no compression", False, None)] + [(f"compression, pool={p}", True, p)
+                                                 for p in POOLS]
+  for label, comp, pool in curves:
+    # Uncompressed from the seq_len group; each pool from the pool group (timed together).
+    pts = sorted((r["max_len"], r["step_time_s"]) for r in ok if r["compression"] == comp and (
+        r["group"] == "seq_len" if not comp else r["group"] == "pool" and r["pool"] == pool))
     if pts:
       ax.plot(*zip(*pts), "o-", label=label)
   skipped = [r for r in rows if r["group"] == "seq_len" and r["status"] == "skipped"]
@@ -419,6 +473,15 @@ def readme_section(rows: list[dict], meta: dict, png_rel: str) -> str:
                f"without." + (f" configs/kuaiformer.py (1 objective, no MPFormer mechanisms): "
                               f"{kf['compressed']:.2f}x with, {kf['uncompressed']:.2f}x without."
                               if len(kf) == 2 else ""))
+  pr = ratios(rows, "pool")
+  if any(k.startswith("compressed/") for k in pr):
+    what = {"mean": " [paper: a transformer layer per group]", "attention": " [ours]",
+            "ffn": " [ours: mean, then an FFN per group]"}
+    out.append("By group encoder (pool group, timed together), max_len 256 compressed over 64 "
+               "uncompressed: " + ", ".join(
+                   f"pool={k.split('/')[1]}{what.get(k.split('/')[1], '')} {v:.2f}x"
+                   for k, v in pr.items() if k.startswith("compressed/"))
+               + f"; configs/base.py uses pool={base_point(False).pool}.")
   if d:
     out.append(f"Default step (configs/base.py, batch {d['batch_size']}, max_len {d['max_len']}):"
                f" {1e3 * d['step_time_s']:.0f} ms, {d['flops_per_sec'] / 1e9:.1f} GFLOP/s, MFU "
@@ -440,19 +503,14 @@ def readme_section(rows: list[dict], meta: dict, png_rel: str) -> str:
     out.append(_cells(*cols))
   stages = [r for r in rows if r.get("stage")]
   if stages:
-    out += ["", f"Where the time goes: fwd+bwd of cumulative stages (no optimizer update), "
-            f"batch {stages[0]['batch_size']}:", "",
+    out += ["", f"Where the time goes: fwd+bwd of cumulative stages, then the full step; batch "
+            f"{stages[0]['batch_size']}, all timed interleaved:", "",
             _cells("max_len", "compressed", "pool", "stage", "cumulative (ms)", "marginal (ms)"),
             _cells(*["---"] * 6)]
     for r in stages:
       what = (r["max_len"], "yes" if r["compression"] else "no", r["pool"])
       out.append(_cells(*what, r["stage"], f"{1e3 * r['step_time_s']:.0f}",
                         f"{1e3 * r['marginal_s']:.0f}"))
-      full = find(rows, **{k: r[k] for k in KEY_FIELDS})
-      if r["stage"].startswith("+ item tower") and full:
-        out.append(_cells(*what, "full train step (+ AdamW update)",
-                          f"{1e3 * full['step_time_s']:.0f}",
-                          f"{1e3 * (full['step_time_s'] - r['step_time_s']):.0f}"))
   if m["platform"] == "cpu":
     out += ["", f"Forced host devices share the same {m['cores']} CPU cores, so more devices "
             "cannot be faster here; the devices rows check that data parallelism runs."]
@@ -470,6 +528,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
   p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
   p.add_argument("--max_step_s", type=float, default=None,
                  help="skip rows predicted slower than this (default 40; quick 5)")
+  p.add_argument("--budget_s", type=float, default=None,
+                 help="timing seconds per group, interleaved (default 60; quick 3)")
   p.add_argument("--max_mem_gb", type=float, default=8.0,
                  help="skip rows whose compiled step needs more memory than this")
   p.add_argument("--groups", nargs="*", help="only these groups (breakdown included)")
@@ -480,6 +540,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
   p.add_argument("--worker", help=argparse.SUPPRESS)  # Internal: one devices point as JSON.
   args = p.parse_args(argv)
   args.max_step_s = args.max_step_s or (5.0 if args.quick else 40.0)
+  args.budget_s = args.budget_s or (3.0 if args.quick else 60.0)
   return args
 
 
@@ -490,10 +551,9 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
   args = parse_args(argv)
   if args.worker:
     job = json.loads(args.worker)
-    row = measure(Point(**job["point"]), job["peak"], job["max_step_s"], job["max_bytes"],
-                  job["rate"], mesh=True)
-    print("ROW " + json.dumps(row, default=float), flush=True)
-    return [row]
+    rows = measure([Point(**job["point"])], job["peak"], args, lambda p: job["rate"], True)
+    print("ROW " + json.dumps(rows[0], default=float), flush=True)
+    return rows
   json_path = os.path.join(args.out, "throughput.json")
   rows = []
   if os.path.exists(json_path):
@@ -530,26 +590,24 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
     tqdm.write(_fmt(row))
 
   done = {(r["group"], key_of(r)) for r in rows}
-  on_cpu = jax.devices()[0].platform == "cpu"
-  for group, p in tqdm([t for t in todo if (t[0], key_of(t[1])) not in done], desc="rows"):
-    same = next((r for r in rows if key_of(r) == key_of(p) and "devices" not in (
-        group, r["group"]) and not r.get("stage") and r["status"] != "failed"), None)
-    rate = _rate_near(rows, p)
-    if same is not None:
-      row = dict(same, reused_from=same.get("reused_from", same["group"]))
-    elif group == "devices" and on_cpu:
-      row = run_worker(p, args, peak, rate)
-    elif group == "devices" and p.num_devices > jax.device_count():
-      row = dict(dataclasses.asdict(p), status="skipped",
-                 skip_reason=f"only {jax.device_count()} devices")
+  on_cpu, rate_of = machine["platform"] == "cpu", lambda p: _rate_near(rows, p)
+  for group in tqdm(list(dict.fromkeys(g for g, _ in todo)), desc="groups"):
+    points = [p for g, p in todo if g == group and (g, key_of(p)) not in done]
+    if group == "devices" and on_cpu:
+      new = [run_worker(p, args, peak, rate_of(p)) for p in points]
+    elif group == "devices":
+      fits = [p for p in points if p.num_devices <= jax.device_count()]
+      new = measure(fits, peak, args, rate_of, mesh=True) + [
+          dict(dataclasses.asdict(p), status="skipped", skip_reason="too few devices")
+          for p in points if p not in fits]
     else:
-      row = measure(p, peak, args.max_step_s, args.max_mem_gb * 2**30, rate,
-                    mesh=group == "devices")
-    emit(dict(row, group=group))
-  for p in stage_points:
-    if ("breakdown", key_of(p)) not in done:
-      for r in breakdown(p):
-        emit(r)
+      new = measure(points, peak, args, rate_of) if points else []
+    for row in new:
+      emit(dict(row, group=group))
+  missing = [p for p in stage_points if ("breakdown", key_of(p)) not in done]
+  if missing:
+    for row in breakdown(missing, args.budget_s):
+      emit(row)
   common.write_json(json_path, rows)
   png_path = os.path.join(args.out, "throughput.png")
   plot(mine(), png_path, base,

@@ -38,7 +38,7 @@ def test_quick_sweep_rows_png_and_resume(tmp_path):
   throughput = _load()
   rows = throughput.main(["--quick", "--out", str(tmp_path)])
   saved = json.loads((tmp_path / "throughput.json").read_text())
-  assert len(saved) == len(rows) >= 6
+  assert len(saved) == len(rows) >= 5
   assert {r["group"] for r in saved} == {"seq_len", "batch", "objectives", "devices"}
   for r in saved:
     assert r["status"] == "ok", r.get("skip_reason")

@@ -7,7 +7,8 @@ only (norms, softmax and embedding gathers are negligible here).
 Per example, with d = d_model, h = mlp_hidden, L = max_len, S = backbone tokens:
   token MLP      L * (2 * i_t * 2d + 2 * 2d * d),   i_t = item_embed + (F_item + F_event) * f
   group encoder  per compressed position: 8 d^2 (QKV + out) + 4 w d (QK^T, PV over its window w)
-                 + 6 d h (SwiGLU)  [pool="mean"]; pool="attention" runs out-proj + FFN per group
+                 + 6 d h (SwiGLU)  [pool="mean"]; pool="attention" runs out-proj + FFN per group;
+                 pool="ffn": only 6 d h (SwiGLU) per group
   backbone       num_layers * S * (8 d^2 + 4 S d + 6 d h),  S = user + groups + raw + O k
   head           O k * 2 d out
   item tower     2 * i_v * 2 out + 2 * 2 out * out per candidate, i_v = item_embed + F_item f
@@ -41,6 +42,8 @@ def train_flops_per_step(cfg: ModelConfig, spec: DatasetSpec, batch_size: int) -
     positions = window * groups
     if cfg.pool == "mean":
       group += positions * (8 * d * d + 4 * window * d + 6 * d * h)
+    elif cfg.pool == "ffn":
+      group += groups * 6 * d * h
     else:
       group += positions * (6 * d * d + 4 * window * d) + groups * (2 * d * d + 6 * d * h)
   user = int(cfg.user_token and bool(spec.user_features))

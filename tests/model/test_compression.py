@@ -1,4 +1,5 @@
 """Compression grouping against a hand computation, incl. all-padding groups."""
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,7 +29,7 @@ def test_masked_mean_by_hand():
   np.testing.assert_allclose(compression.masked_mean(x, valid, 1), [[4.], [0.]])
 
 
-@pytest.mark.parametrize("pool", ["mean", "attention"])
+@pytest.mark.parametrize("pool", compression.POOLS)
 def test_compressor_groups(pool):
   sched = ((4, 1), (2, 2))
   b, l, d = 2, 10, 8
@@ -50,6 +51,23 @@ def test_compressor_groups(pool):
   # window-4 groups and window-2 groups have separate weights
   names = set(params["params"])
   assert any("window_4" in n for n in names) and any("window_2" in n for n in names)
+
+
+def test_ffn_pool_is_mean_then_residual_ffn():
+  """pool="ffn": group token = m + SwiGLU(RMSNorm(m)), m = masked mean of the group."""
+  sched, d = ((3, 2),), 4
+  x = jax.random.normal(jax.random.PRNGKey(0), (1, 7, d))
+  valid = jnp.asarray([[False, True, True, True, True, True, True]])
+  mod = compression.Compressor(sched, num_heads=2, mlp_hidden=6, pool="ffn")
+  params = mod.init(jax.random.PRNGKey(1), x, valid)
+  groups = mod.apply(params, x, valid)[0]
+  p = nn.unbox(params)["params"]
+  ffn, scale = p["window_3_ffn"], p["window_3_ffn_norm"]["scale"]
+  for g, m in enumerate([(x[0, 1] + x[0, 2]) / 2, x[0, 3:6].mean(0)]):
+    n = m / np.sqrt(np.mean(m * m) + 1e-6) * scale
+    h = jax.nn.silu(n @ ffn["gate"]["kernel"]) * (n @ ffn["up"]["kernel"])
+    np.testing.assert_allclose(groups[0, g], m + h @ ffn["down"]["kernel"], rtol=1e-5,
+                               atol=1e-6)
 
 
 def test_no_schedule_passes_everything_raw():
