@@ -29,6 +29,7 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -291,11 +292,10 @@ def plot(rows: list[dict], path: str) -> None:
   plt.close(fig)
 
 
-def readme_section(rows: list[dict], meta: dict, png_rel: str) -> str:
-  """The markdown between the retrieval markers: summary table, frontier, plot."""
+def _source_lines(rows: list[dict], meta: dict, png_rel: str) -> list[str]:
+  """Setup line, summary table, frontier and plot of one embedding source."""
   m = meta["machine"]
-  out = [README_START, "## Retrieval: exact vs ScaNN", "",
-         f"`python benchmarks/retrieval.py{meta['flags']}` on {m['cpu']} ({m['cores']} cores, "
+  out = [f"`python benchmarks/retrieval.py{meta['flags']}` on {m['cpu']} ({m['cores']} cores, "
          f"jax {m['jax_version']} {m['platform']}, scann {m['scann']}), {meta['date']}. "
          f"Embeddings: {meta['source']}; {meta['num_queries']} users x {meta['num_interests']} "
          f"interest vectors, d={meta['d']}, k={K}. QPS = users/s (median after warm-up, merge "
@@ -322,8 +322,34 @@ def readme_section(rows: list[dict], meta: dict, png_rel: str) -> str:
     out += ["", f"At {last['num_items']:,} items the chosen setting {verdict} the target "
             f"(recall@100 >= {TARGET_RECALL} at >= {TARGET_SPEEDUP:g}x exact QPS). Sweep at "
             f"that size (leaves searched/reorder_k: recall@100 @ QPS): {points}."]
-  out += ["", f"![retrieval benchmark]({png_rel})", README_END]
-  return "\n".join(out)
+  return out + ["", f"![retrieval benchmark, {meta['source']}]({png_rel})"]
+
+
+def png_name(source: str) -> str:
+  """retrieval.png for the synthetic sweep, retrieval_<npz stem>.png for trained embeddings."""
+  if not source.startswith("npz:"):
+    return "retrieval.png"
+  return f"retrieval_{re.sub(r'[^A-Za-z0-9_.-]', '_', os.path.splitext(source[4:])[0])}.png"
+
+
+def readme_section(rows: list[dict], png_dir_rel: str) -> str:
+  """The markdown between the retrieval markers: one part per embedding source in `rows`."""
+  sources = sorted({r["source"] for r in rows}, key=lambda s: (s.startswith("npz:"), s))
+  out = [README_START, "## Retrieval: exact vs ScaNN"]
+  for source in sources:
+    mine = [r for r in rows if r["source"] == source]
+    last = mine[-1]
+    flags = ("" if not source.startswith("npz:") else f" --embeddings {source[4:]}") + (
+        f" --max_items {max(r['num_items'] for r in mine)}" if source.startswith("synthetic")
+        and max(r["num_items"] for r in mine) != 1_000_000 else "")
+    meta = dict(machine=last["machine"], date=last["date"][:10], source=source, flags=flags,
+                d=last["d"], num_queries=last["num_queries"],
+                num_interests=last.get("num_interests", "?"))
+    title = ("Synthetic embeddings" if source.startswith("synthetic")
+             else f"A trained model's embeddings ({source[4:]})")
+    out += ["", f"### {title}", ""] + _source_lines(
+        mine, meta, os.path.normpath(os.path.join(png_dir_rel, png_name(source))))
+  return "\n".join(out + [README_END])
 
 
 def update_readme(path: str, section: str) -> None:
@@ -364,13 +390,11 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
     queries, items = load_embeddings(args.embeddings)
     queries, total = queries[:args.num_queries], min(items.shape[0] - 1, args.max_items)
     sizes = [s for s in sizes if s < total] + [total]
-    source, flags = f"npz:{os.path.basename(args.embeddings)}", " --embeddings PATH.npz"
+    source = f"npz:{os.path.basename(args.embeddings)}"
     shape = dict(d=items.shape[1], num_queries=queries.shape[0], num_interests=queries.shape[1])
   else:
-    source, flags = f"synthetic(seed={args.seed})", ""
+    source = f"synthetic(seed={args.seed})"
     shape = dict(d=64, num_queries=args.num_queries, num_interests=4)
-  flags += (" --quick" if args.quick else "") + (
-      f" --max_items {args.max_items}" if args.max_items != 1_000_000 else "")
   bases = [dict(source=source, num_items=n, **shape, k=K) for n in sizes]
   machine = machine_description()
   date = datetime.datetime.now().isoformat(timespec="seconds")
@@ -396,16 +420,14 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
             (lambda n=n: synthetic_embeddings(n, args.num_queries, seed=args.seed)))
     measure_size(data, base, args, {row_key(r) for r in rows}, emit)
   save()
-  png_path = os.path.join(args.out, "retrieval.png")
+  png_path = os.path.join(args.out, png_name(source))
   plot(mine(), png_path)
   for s in summary(mine()):
     tqdm.write(f"N={s['num_items']:,}: ScaNN {s['speedup']:.1f}x exact QPS at recall@100 "
                f"{s['scann']['recall@100']:.3f} -> target {'met' if s['meets'] else 'NOT met'}")
   if args.update_readme and mine():
-    meta = dict(shape, machine=mine()[-1]["machine"], date=mine()[-1]["date"][:10],
-                source=source, flags=flags)
-    png_rel = os.path.relpath(png_path, os.path.dirname(os.path.abspath(args.readme)))
-    update_readme(args.readme, readme_section(mine(), meta, png_rel))
+    png_dir_rel = os.path.relpath(args.out, os.path.dirname(os.path.abspath(args.readme)))
+    update_readme(args.readme, readme_section(rows, png_dir_rel))
   return mine()
 
 

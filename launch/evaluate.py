@@ -6,11 +6,14 @@
 Pass the config the run was trained with. Restores the latest checkpoint in
 `<workdir>/checkpoints`, prints a per-objective table (all items / seen removed) and writes
 `<workdir>/eval_<retrieval>.json`. ScaNN settings: `config.eval.scann` (-1 = automatic).
+With `--export_embeddings=PATH.npz` it instead writes the corpus and the held-out users'
+interest vectors for `python benchmarks/retrieval.py --embeddings PATH.npz`.
 """
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mpformer_jax.train.offline_eval import RETRIEVALS, SPLITS, evaluate, format_table
+from mpformer_jax.train.offline_eval import (RETRIEVALS, SPLITS, evaluate, export_embeddings,
+                                             format_table)
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/base.py",
                                           "Config file the run was trained with.",
@@ -18,6 +21,8 @@ _CONFIG = config_flags.DEFINE_config_file("config", "configs/base.py",
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/mpformer", "Workdir of the training run.")
 _RETRIEVAL = flags.DEFINE_enum("retrieval", "exact", RETRIEVALS, "Retrieval method.")
 _SPLIT = flags.DEFINE_enum("split", "test", SPLITS, "Held-out split to evaluate.")
+_EXPORT = flags.DEFINE_string("export_embeddings", "", "Write item and user embeddings to "
+                              "this .npz (for benchmarks/retrieval.py) instead of evaluating.")
 
 
 def main(argv):
@@ -25,6 +30,10 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.INFO)
   config = _CONFIG.value
+  if _EXPORT.value:
+    shapes = export_embeddings(config, _WORKDIR.value, _EXPORT.value, _SPLIT.value)
+    print(f"wrote {_EXPORT.value}: {shapes}", flush=True)
+    return
   result = evaluate(config, _WORKDIR.value, _RETRIEVAL.value, _SPLIT.value)
   print(format_table(result, config.model.objectives), flush=True)
 

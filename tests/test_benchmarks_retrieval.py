@@ -1,14 +1,15 @@
 """benchmarks/retrieval.py: the quick sweep runs, resumes, and writes sane JSON, PNG, README."""
 import json
 import math
-import time
 
+import numpy as np
 import pytest
 
 pytest.importorskip("scann")
 pytest.importorskip("matplotlib")
 
-def test_quick_sweep_resume_and_readme(tmp_path, load_benchmark):
+
+def test_quick_sweep_resume_and_readme(tmp_path, load_benchmark, monkeypatch):
   retrieval = load_benchmark("retrieval")
   rows = retrieval.main(["--quick", "--out", str(tmp_path)])
   saved = json.loads((tmp_path / "retrieval.json").read_text())["rows"]
@@ -29,16 +30,31 @@ def test_quick_sweep_resume_and_readme(tmp_path, load_benchmark):
   # Resume: nothing is re-measured, so the rerun is fast and rows are unchanged.
   readme = tmp_path / "README.md"
   readme.write_text("# Benchmarks\n\n## Other\nkeep me\n")
-  t0 = time.perf_counter()
+  def must_not_run(*unused, **unused_kw):
+    raise AssertionError("a saved corpus was rebuilt and re-measured")
+  monkeypatch.setattr(retrieval, "synthetic_embeddings", must_not_run)
   again = retrieval.main(["--quick", "--out", str(tmp_path), "--update_readme",
                           "--readme", str(readme)])
-  assert time.perf_counter() - t0 < 15
   assert [r["qps"] for r in again] == [r["qps"] for r in rows]
   text = readme.read_text()
   assert "keep me" in text and "## Retrieval: exact vs ScaNN" in text
   assert "| 100,000 |" in text and "](retrieval.png)" in text
+  assert "### Synthetic embeddings" in text
   retrieval.main(["--quick", "--out", str(tmp_path), "--update_readme", "--readme", str(readme)])
   assert readme.read_text().count(retrieval.README_START) == 1
+
+  # A trained model's embeddings (launch.evaluate --export_embeddings): own table and PNG,
+  # next to the synthetic sweep in the same README section.
+  rng = np.random.default_rng(0)
+  np.savez(tmp_path / "emb.npz", items=rng.normal(size=(2001, 8)).astype(np.float32),
+           queries=rng.normal(size=(16, 2, 8)).astype(np.float32))
+  trained = retrieval.main(["--quick", "--out", str(tmp_path), "--embeddings",
+                            str(tmp_path / "emb.npz"), "--update_readme", "--readme", str(readme)])
+  assert {r["num_items"] for r in trained} == {2000} and {r["num_queries"] for r in trained} == {16}
+  text = readme.read_text()
+  assert "### Synthetic embeddings" in text and "| 100,000 |" in text
+  assert "### A trained model's embeddings (emb.npz)" in text and "| 2,000 |" in text
+  assert (tmp_path / "retrieval_emb.png").stat().st_size > 0
 
 
 def test_synthetic_embeddings_shapes_and_padding(load_benchmark):

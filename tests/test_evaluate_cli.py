@@ -4,11 +4,14 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from configs import base
+from mpformer_jax.data import schema
+from mpformer_jax.train import offline_eval
 from mpformer_jax.train.loop import train_and_evaluate
-from mpformer_jax.train.offline_eval import evaluate
+from mpformer_jax.train.offline_eval import evaluate, export_embeddings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 30
@@ -69,6 +72,26 @@ def test_scann_metrics_and_recall(trained):
   # 500 items < reorder_k: every item is re-scored exactly, so ScaNN is near-exact here.
   assert result["test/click/scann_recall@200"] >= 0.95
   assert os.path.exists(os.path.join(workdir, "eval_scann.json"))
+
+
+def test_export_embeddings_reproduce_the_evaluation(trained, tmp_path):
+  """The exported vectors are the evaluated ones: HR@200 recomputed from the .npz matches."""
+  workdir, _ = trained
+  path = str(tmp_path / "emb.npz")
+  export_embeddings(_config(), workdir, path)
+  with np.load(path) as f:
+    items, queries = f["items"], f["queries"]
+  assert items.shape == (501, 32) and queries.shape == (300 * 4, 2, 32)
+  assert np.isfinite(items).all() and np.isfinite(queries).all()
+  _, examples, _, _ = offline_eval._build(_config(), "test")  # pylint: disable=protected-access
+  click = queries.reshape(300, 4, 2, 32)[:, 0]
+  scores = (click @ items[1:].T).max(1)  # [U, N]: max over interests, padding row dropped
+  targets = examples[schema.TARGET_ID]
+  target_score = scores[np.arange(300), targets - 1]
+  ranks = (scores >= target_score[:, None]).sum(1) - 1  # other items scoring >= the target
+  labelled = examples[schema.TARGET_LABELS][:, 0] > 0
+  expected = evaluate(_config(), workdir, "exact", "test")["test/click/hr@200"]
+  assert np.mean(ranks[labelled] < 200) == pytest.approx(expected, abs=1e-6)
 
 
 def test_cli_valid_split(trained):

@@ -247,6 +247,27 @@ def evaluate(config, workdir: str, retrieval: str = "exact", split: str = "test"
   return out
 
 
+def export_embeddings(config, workdir: str, path: str, split: str = "test") -> dict[str, Any]:
+  """Writes a trained model's embeddings to `path` (.npz) for benchmarks/retrieval.py.
+
+  `items` [N + 1, d] (row 0 = padding) and `queries` [U * O, k, d]: the k interest vectors
+  of every held-out (user, objective), the unit `launch.evaluate` counts as one query.
+  """
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  checkpoint_dir(workdir)
+  model, examples, layout, evaluator = _build(config, split)
+  params, step = restore_params(config, workdir, model,
+                                {k: v[:2] for k, v in examples.items()}, layout)
+  items = np.asarray(evaluator.corpus(params), np.float32)
+  users = np.asarray(evaluator.users(params, examples), np.float32)  # [U, O, k, d]
+  queries = users.reshape((-1,) + users.shape[2:])
+  if jax.process_index() == 0:
+    np.savez(path, items=items, queries=queries)
+  logging.info("wrote %s: items %s, queries %s (step %d)", path, items.shape, queries.shape,
+               step)
+  return dict(step=step, items=items.shape, queries=queries.shape)
+
+
 def format_table(result: dict[str, Any], objectives) -> str:
   """A per-objective, per-variant table of `evaluate`'s result (plus QPS lines)."""
   split, ks = result["split"], sorted({int(key.rsplit("@", 1)[1]) for key in result

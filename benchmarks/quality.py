@@ -1,0 +1,355 @@
+"""Quality on real data: our retriever vs a SASRec baseline vs published numbers (issue 4).
+
+Does our retriever reach published full-ranking quality, at what training cost, and how much
+does ScaNN lose? Protocol of shared/data/README.md: leave-one-out, held-out TEST split, every
+user, the target ranked against all items, in both variants: `all items` (keys `test/...`,
+HSTU's protocol) and `seen removed` (`test_seen_removed/...`, gSASRec's); a published number is
+only compared with the variant it used. Runs per dataset:
+  ml1m, beauty: `ours` (configs/ml1m.py, configs/beauty.py), `sasrec` (configs/sasrec_*.py);
+  ml100k: `mpformer` (configs/ml100k.py: watch / like / love) and `single/<o>` (the same
+  config with one objective and configs/kuaiformer.py's MPFormer switches off).
+Each run is `python -m launch.train`, then `python -m launch.evaluate --retrieval=exact` and
+`--retrieval=scann`, in fresh subprocesses and a workdir under `--scratch`. Recorded: NDCG and
+Recall@{10,50,200} of exact retrieval (per objective `test/<o>/hr@K` on ML-100K), ScaNN's
+recall@200 against exact, queries/s of both (offline_eval.py), `train_seconds` (training-loop
+wall time from metrics.jsonl, as in benchmarks/multi_objective.py), parameters.
+
+  python benchmarks/quality.py --update_readme                  # full configs: hours on a CPU
+  python benchmarks/quality.py --datasets ml100k --quick        # 30 steps a run, ~2 min in all
+  python benchmarks/quality.py --datasets ml1m --only ours --steps 500
+
+Writes `<out>/quality_<dataset>.json` ({run: metrics, "published": {...}, "meta": {...}}) and
+`<out>/quality.png`. A run already in the JSON with the same config and overrides is read
+back, not retrained (`--overwrite` retrains); an interrupted run resumes from its workdir.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+from tqdm import tqdm
+
+if not __package__:  # Run as `python benchmarks/quality.py`: make `benchmarks` importable.
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common  # pylint: disable=wrong-import-position
+from benchmarks import multi_objective as mo  # pylint: disable=wrong-import-position
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = ("ml1m", "ml100k", "beauty")
+VARIANTS = {"all items": "test", "seen removed": "test_seen_removed"}  # -> key prefix
+KS = (10, 50, 200)
+ML100K_OBJECTIVES = ("watch", "like", "love")  # configs/ml100k.py's, in its order.
+QUICK = {"train.num_steps": 30, "eval.num_users": 256}
+README_START, README_END = "<!-- quality:start -->", "<!-- quality:end -->"
+README_TITLE = "## Quality on real data: ours vs SASRec vs published numbers"
+
+# From shared/data/README.md (Recall@10 = HR@10: one target per user).
+_THIS = "this ML-1M version (3,416 items)"
+_RAW = "raw ML-1M (3,706 items), not this version"
+_PUB = (("gSASRec", "seen removed", 0.3003, 0.1726, "Petrov & Macdonald 2023", _THIS),
+        ("SASRec (BCE)", "seen removed", 0.2392, 0.1259, "Petrov & Macdonald 2023", _THIS),
+        ("BERT4Rec", "not stated", 0.2821, 0.1516, "Petrov & Macdonald 2022",
+         _THIS + "; the data README does not state its variant"),
+        ("SASRec (HSTU paper)", "all items", 0.2853, 0.1603, "Zhai et al. 2024 (HSTU)", _RAW),
+        ("HSTU", "all items", 0.3097, 0.1720, "Zhai et al. 2024 (HSTU)", _RAW),
+        ("HSTU-large", "all items", 0.3294, 0.1893, "Zhai et al. 2024 (HSTU)", _RAW))
+PUBLISHED = {"ml1m": {n: {"variant": v, "recall@10": r, "ndcg@10": g, "source": s, "note": t}
+                      for n, v, r, g, s, t in _PUB},
+             "ml100k": {}, "beauty": {}}  # The data README gives none for these two.
+
+
+def single_switches() -> dict:
+  """`model.<switch>: False` for each MPFormer mechanism configs/kuaiformer.py turns off."""
+  sys.path.insert(0, str(REPO))
+  from configs import base, kuaiformer  # pylint: disable=import-outside-toplevel
+  mp, kf = base.get_config().model, kuaiformer.get_config().model
+  return {f"model.{k}": False for k, v in kf.items() if v is False and mp[k] is True}
+
+
+def run_specs(dataset: str) -> dict[str, tuple[str, dict]]:
+  """run name -> (config file relative to the repo, overrides) for one dataset."""
+  if dataset != "ml100k":
+    return {"ours": (f"configs/{dataset}.py", {}),
+            "sasrec": (f"configs/sasrec_{dataset}.py", {})}
+  runs = {"mpformer": ("configs/ml100k.py", {})}
+  for o in ML100K_OBJECTIVES:
+    runs[f"single/{o}"] = ("configs/ml100k.py", {"model.objectives": (o,),
+                                                 "loss.objective_weights": (1.0,),
+                                                 **single_switches()})
+  return runs
+
+
+def size_overrides(args) -> dict:
+  """Overrides every run shares: none for the full benchmark (the configs as they are)."""
+  size = dict(QUICK) if args.quick else {}
+  if args.steps:
+    size["train.num_steps"] = args.steps
+  if "train.num_steps" in size:  # Short runs: log often, no intermediate evaluation.
+    steps = size["train.num_steps"]
+    size.update({"train.log_every_steps": max(1, min(50, steps // 4)),
+                 "train.eval_every_steps": steps, "train.checkpoint_every_steps": steps})
+  if args.tfds_dir:
+    size["data.tfds_dir"] = args.tfds_dir
+  return size
+
+
+def commands(config: str, overrides: dict, workdir: Path) -> tuple[list, dict]:
+  """The launch.train argv and the launch.evaluate argv per retrieval of one run."""
+  flags = [f"--config={REPO / config}", f"--workdir={workdir}"] + [  # str flags: unquoted.
+      f"--config.{k}={v!r}" if isinstance(v, tuple) else f"--config.{k}={v}"
+      for k, v in overrides.items()]
+  evals = {r: [sys.executable, "-m", "launch.evaluate", *flags, f"--retrieval={r}"]
+           for r in ("exact", "scann")}
+  return [sys.executable, "-m", "launch.train", *flags], evals
+
+
+def _key(prefix: str, objective: str, metric: str, flat: bool) -> str:
+  """`test/ndcg@10` on single-objective datasets (HR@K -> recall@K), else `test/<o>/hr@K`."""
+  if flat:
+    return f"{prefix}/{metric.replace('hr@', 'recall@')}"
+  return f"{prefix}/{objective}/{metric}"
+
+
+def _evaluate(argv: list, workdir: Path, retrieval: str) -> dict:
+  """Runs launch.evaluate (output in eval_<retrieval>.log); returns eval_<retrieval>.json."""
+  path, log_path = workdir / f"eval_{retrieval}.json", workdir / f"eval_{retrieval}.log"
+  if not path.exists():
+    with open(log_path, "w") as log:
+      rc = subprocess.run(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                          check=False).returncode
+    if rc != 0:
+      tail = "".join(log_path.read_text().splitlines(keepends=True)[-20:])
+      raise RuntimeError(f"{' '.join(argv[2:4])} failed (exit {rc}); log {log_path}:\n{tail}")
+  return json.loads(path.read_text())
+
+
+def entry(dataset: str, config: str, overrides: dict, workdir: Path, proc: dict) -> dict:
+  """One run's JSON entry from its workdir: exact metrics, ScaNN recall, QPS, cost."""
+  final = mo.final_record(workdir)
+  exact, scann = (json.loads((workdir / f"eval_{r}.json").read_text()) for r in ("exact", "scann"))
+  found = {k.split("/")[1] for k in exact if k.startswith("test/") and k.endswith("/count")}
+  objectives = [o for o in ML100K_OBJECTIVES if o in found] + sorted(found - {*ML100K_OBJECTIVES})
+  flat = dataset != "ml100k"
+  e = dict(config=config, overrides=overrides, objectives=objectives, step=exact["step"],
+           num_users=exact["num_users"], num_items=exact["num_items"], params=final["params"],
+           train_seconds=mo.train_seconds(workdir), **proc,
+           examples_per_sec=final.get("train/examples_per_sec"),
+           **{"qps/exact": exact["qps/exact"], "qps/scann": scann["qps/scann"],
+              "scann/build_s": scann["scann/build_s"], "scann/params": scann["scann_params"]})
+  for o in objectives:
+    e[_key("test", o, "count", flat)] = exact[f"test/{o}/count"]  # Targets with o's label.
+    for prefix in VARIANTS.values():
+      for m in (f"{name}@{k}" for k in KS for name in ("hr", "ndcg")):
+        e[_key(prefix, o, m, flat)] = exact[f"{prefix}/{o}/{m}"]
+      e[_key(f"scann/{prefix}", o, f"hr@{KS[0]}", flat)] = scann[f"{prefix}/{o}/hr@{KS[0]}"]
+      e[_key(prefix, o, f"scann_recall@{KS[-1]}", flat)] = scann[
+          f"{prefix}/{o}/scann_recall@{KS[-1]}"]
+  return e
+
+
+def run_one(dataset: str, name: str, config: str, overrides: dict, args, bar) -> dict:
+  """Trains (or resumes) one run and evaluates it twice; returns its JSON entry."""
+  digest = hashlib.sha1(json.dumps([config, overrides], sort_keys=True, default=repr)
+                        .encode()).hexdigest()[:10]
+  workdir = Path(args.scratch) / dataset / f"{name.replace('/', '_')}_{digest}"
+  if args.overwrite and workdir.exists():
+    shutil.rmtree(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  train_argv, eval_argv = commands(config, overrides, workdir)
+  meta = workdir / "bench.json"
+  if mo.final_record(workdir) is None:
+    bar.set_postfix_str(f"{dataset}/{name}: training")
+    for stale in workdir.glob("eval_*.json"):
+      stale.unlink()
+    meta.write_text(json.dumps(mo.train(f"{dataset}/{name}", train_argv, workdir)))
+  proc = json.loads(meta.read_text()) if meta.exists() else {}
+  for retrieval, argv in eval_argv.items():
+    bar.set_postfix_str(f"{dataset}/{name}: {retrieval} evaluation")
+    _evaluate(argv, workdir, retrieval)
+  keep = ("wall_seconds", "train_cpu_seconds", "peak_memory_bytes")
+  return entry(dataset, config, overrides, workdir, {k: proc.get(k) for k in keep})
+
+
+def _fmt(v, spec=".4f"):
+  return "-" if v is None else format(v, spec)
+
+
+def _shown_variants(results: dict) -> list[str]:
+  """`all items`, plus `seen removed` where a published number uses it."""
+  used = {p["variant"] for p in results.get("published", {}).values()}
+  return ["all items"] + ["seen removed"] * ("seen removed" in used)
+
+
+def _runs(results: dict) -> dict:
+  return {n: e for n, e in results.items() if n not in ("published", "meta")}
+
+
+def table(dataset: str, results: dict) -> list[str]:
+  """Markdown rows: one per run x objective x variant, then the published numbers."""
+  published, runs = results.get("published", {}), _runs(results)
+  users = sorted({e["num_users"] for e in runs.values()})
+  head = ["run", "objective", "variant", "NDCG@10", "Recall@10", "NDCG@50", "Recall@50",
+          f"ScaNN recall@{KS[-1]}", "train s", "params", "QPS exact", "QPS ScaNN"]
+  lines = [f"**{dataset}**: test targets of {' / '.join(map(str, users))} users, ranked "
+           f"against {max(e['num_items'] for e in runs.values())} items", "",
+           "| " + " | ".join(head) + " |",
+           "|---|---|---|" + "---:|" * (len(head) - 3)]
+  for name, e in runs.items():
+    flat, first = dataset != "ml100k", True
+    for o in e["objectives"]:
+      for variant in _shown_variants(results):
+        vals = [e.get(_key(VARIANTS[variant], o, m, flat))
+                for m in ("ndcg@10", "hr@10", "ndcg@50", "hr@50", f"scann_recall@{KS[-1]}")]
+        cost = ([_fmt(e["train_seconds"], ".0f"), _fmt(e["params"], ",d"),
+                 _fmt(e["qps/exact"], ",.0f"), _fmt(e["qps/scann"], ",.0f")]
+                if first else [""] * 4)
+        first = False
+        lines.append(f"| {name} ({e['config']}) | {o} | {variant} | "
+                     + " | ".join([_fmt(v) for v in vals] + cost) + " |")
+  notes = {}
+  for name, p in sorted(published.items(), key=lambda kv: (kv[1]["variant"], kv[0])):
+    lines.append(f"| published: {name}, {p['source']} | | {p['variant']} | "
+                 f"{p['ndcg@10']:.4f} | {p['recall@10']:.4f} |" + " |" * 7)
+    notes.setdefault(p["note"], []).append(name)
+  lines += [""] * bool(notes) + [f"- {', '.join(n)}: {note}." for note, n in notes.items()]
+  return lines
+
+
+def readme_section(all_results: dict, flags: str, png_rel: str) -> str:
+  """The markdown between the quality markers: setup, one table per dataset, plot."""
+  meta = next(iter(all_results.values()))["meta"]
+  m = meta["machine"]
+  lines = [README_START, README_TITLE, "",
+           f"`python benchmarks/quality.py{flags}` on {m['cpu']} ({m['cores']} cores, jax "
+           f"{m['jax_version']} {m['platform']}), {meta['date'][:10]}. Leave-one-out, held-out "
+           f"**test** split, all users (configs' `eval.num_users=0`), full ranking "
+           f"(shared/data/README.md): `all items` ranks the target against every item, `seen "
+           f"removed` excludes the user's input sequence; compare a published number only with "
+           f"its variant. Recall@K = HR@K (one target). Train s = training-loop wall time "
+           f"(compilation in; data build, checkpoints, evaluation out). ScaNN recall@{KS[-1]} = "
+           f"overlap of ScaNN's top {KS[-1]} with the exact top {KS[-1]} (same variant); QPS = "
+           f"(user x objective) queries/s, top-{KS[-1]}, compilation excluded (launch.evaluate). "
+           f"Overrides of every run: {meta['size_overrides'] or 'none (configs as they are)'}.", ""]
+  for dataset, results in all_results.items():
+    lines += table(dataset, results) + [""]
+  lines += [f"![quality benchmark]({png_rel})", README_END]
+  return "\n".join(lines)
+
+
+def plot(all_results: dict, path) -> None:
+  """Per dataset: NDCG@10 and Recall@10 of our runs (per variant) and the published ones."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+  panels = {}  # dataset -> [(label, ndcg@10, recall@10)]
+  for dataset, results in all_results.items():
+    flat, rows = dataset != "ml100k", panels.setdefault(dataset, [])
+    for name, e in _runs(results).items():
+      rows += [(f"{name}{'' if flat else ' ' + o} [{v}]",
+                e.get(_key(VARIANTS[v], o, "ndcg@10", flat)),
+                e.get(_key(VARIANTS[v], o, "hr@10", flat)))
+               for o in e["objectives"] for v in _shown_variants(results)]
+    rows += [(f"{n} (published) [{p['variant']}]", p["ndcg@10"], p["recall@10"])
+             for n, p in results.get("published", {}).items()]
+  fig, axes = plt.subplots(1, len(panels), squeeze=False, figsize=(
+      6.5 * len(panels), 1.5 + 0.45 * max(len(r) for r in panels.values())))
+  for ax, (dataset, rows) in zip(axes[0], panels.items()):
+    y = range(len(rows))
+    for j, (label, off) in enumerate((("NDCG@10", -0.2), ("Recall@10", 0.2))):
+      ax.barh([i + off for i in y], [r[j + 1] or 0 for r in rows], height=0.4, label=label)
+    ax.set_yticks(list(y), [r[0] for r in rows], fontsize=7)
+    ax.set_ylim(max(len(rows), 4) - 0.5, -0.5)  # First row on top; thin bars for few rows.
+    ax.set(xlabel="metric (test split, leave-one-out, full ranking)",
+           ylabel="run [protocol variant]", title=dataset,
+           xlim=(0, 1.15 * max([v or 0 for r in rows for v in r[1:]] + [0.05])))
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+  p = common.add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
+  p.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
+  p.add_argument("--only", default="", help="comma-separated run names or prefixes "
+                 "(ours, sasrec, mpformer, single, single/like; default: all)")
+  p.add_argument("--steps", type=int, default=None, help="train.num_steps for every run")
+  p.add_argument("--tfds_dir", default="", help="config data.tfds_dir (default: TFDS's own)")
+  p.add_argument("--scratch", default=os.path.join(tempfile.gettempdir(), "mpformer_bench",
+                                                   "quality"), help="parent of the workdirs")
+  p.add_argument("--overwrite", action="store_true", help="retrain runs found in the JSON")
+  p.add_argument("--update_readme", action="store_true")
+  p.add_argument("--readme", default=os.path.join(os.path.dirname(__file__), "README.md"))
+  return p.parse_args(argv)
+
+
+class _ThroughTqdm(io.TextIOBase):
+  """A stdout that prints through `tqdm.write`: mo.train's progress lines keep the bar whole."""
+
+  def __init__(self, out):
+    super().__init__()
+    self._out = out
+
+  def write(self, s):
+    if s.strip():
+      tqdm.write(s.rstrip("\n"), file=self._out)
+    return len(s)
+
+
+def main(argv: Optional[list[str]] = None) -> dict:
+  """Runs (or reads back) the selected runs; writes JSON, PNG (+ README); returns the JSONs."""
+  args = parse_args(argv)
+  wanted = {n.strip() for n in args.only.split(",") if n.strip()}
+  match = lambda n: not wanted or n in wanted or n.split("/")[0] in wanted
+  plan = [(d, n, *spec) for d in args.datasets for n, spec in run_specs(d).items() if match(n)]
+  unknown = {w for w in wanted if not any(w in (n, n.split("/")[0]) for _, n, *_ in plan)}
+  if unknown or not plan:
+    raise SystemExit(f"--only: no run named {sorted(unknown)} in {args.datasets}")
+  size = size_overrides(args)
+  meta = dict(machine=mo.machine_description(), size_overrides=size,
+              date=datetime.datetime.now().isoformat(timespec="seconds"),
+              variant="quick" if args.quick else "full")
+  paths = {d: Path(args.out) / f"quality_{d}.json" for d in DATASETS}
+  all_results = {d: json.loads(p.read_text()) if p.exists() else {} for d, p in paths.items()}
+  with tqdm(plan, desc="quality", unit="run") as bar, \
+       contextlib.redirect_stdout(_ThroughTqdm(sys.stdout)):
+    for dataset, name, config, overrides in bar:
+      overrides = {**size, **overrides}
+      if dataset == "ml100k" and args.quick:
+        config += ":test"  # ML-100K's small model (configs/ml100k.py).
+      res, old = all_results[dataset], all_results[dataset].get(name, {})
+      if args.overwrite or (old.get("config"), old.get("overrides")) != (
+          config, json.loads(json.dumps(overrides))):
+        res[name] = run_one(dataset, name, config, overrides, args, bar)
+      res.update(published=PUBLISHED[dataset], meta=meta)
+      common.write_json(paths[dataset], res)  # After every run: progress survives a crash.
+  all_results = {d: json.loads(paths[d].read_text()) for d in DATASETS if paths[d].exists()}
+  png = Path(args.out) / "quality.png"
+  plot(all_results, png)
+  for dataset, results in all_results.items():
+    print("\n".join(table(dataset, results)), end="\n\n")
+  if args.update_readme:
+    flags = (f" --datasets {' '.join(args.datasets)}" * (len(args.datasets) < len(DATASETS))
+             + f" --only {args.only}" * bool(args.only) + " --quick" * args.quick
+             + f" --steps {args.steps}" * bool(args.steps))
+    png_rel = os.path.relpath(png, os.path.dirname(os.path.abspath(args.readme)))
+    common.update_readme_section(args.readme, README_START, README_END,
+                                 readme_section(all_results, flags, png_rel))
+  return all_results
+
+
+if __name__ == "__main__":
+  main()

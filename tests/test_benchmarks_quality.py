@@ -1,0 +1,104 @@
+"""benchmarks/quality.py: run specs, published numbers, and a quick ML-100K run that resumes."""
+import json
+import math
+import os
+import pathlib
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+DATA = pathlib.Path(os.environ.get(
+    "MPFORMER_DATA", pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+OBJECTIVES = ("watch", "like", "love")
+
+
+def _in_unit(x):
+  return isinstance(x, (int, float)) and math.isfinite(x) and 0.0 <= x <= 1.0
+
+
+def test_run_specs_and_published(load_benchmark):
+  q = load_benchmark("quality")
+  assert q.run_specs("ml1m") == {"ours": ("configs/ml1m.py", {}),
+                                 "sasrec": ("configs/sasrec_ml1m.py", {})}
+  assert set(q.run_specs("beauty")) == {"ours", "sasrec"}
+  for d in q.DATASETS:
+    for config, _ in q.run_specs(d).values():
+      assert (q.REPO / config).is_file()
+  specs = q.run_specs("ml100k")
+  assert specs["mpformer"] == ("configs/ml100k.py", {})
+  assert specs["single/like"] == ("configs/ml100k.py", {
+      "model.objectives": ("like",), "loss.objective_weights": (1.0,),
+      "model.attention_bias": False, "model.recency_bias": False, "model.user_gate": False,
+      "model.target_weights": False})  # What configs/kuaiformer.py switches off.
+  pub = q.PUBLISHED["ml1m"]
+  assert pub["gSASRec"]["variant"] == "seen removed" and pub["HSTU"]["variant"] == "all items"
+  assert pub["gSASRec"]["ndcg@10"] == 0.1726 and pub["gSASRec"]["recall@10"] == 0.3003
+
+
+def test_configs_beauty():
+  from configs import beauty, sasrec_beauty  # pylint: disable=import-outside-toplevel
+  for c in (beauty.get_config(), sasrec_beauty.get_config()):
+    assert c.data.name == "amazon_beauty" and c.eval.num_users == 0
+    assert len(c.model.objectives) == len(c.loss.objective_weights) == 1
+    assert c.model.compression.schedule == ()
+  assert sasrec_beauty.get_config().model.readout == "last"
+
+
+def test_tables_and_plot_single_objective(load_benchmark, tmp_path):
+  """The README section and plot of a single-objective dataset with published numbers."""
+  q = load_benchmark("quality")
+  run = dict(config="configs/ml1m.py", objectives=["watch"], num_users=6040, num_items=3416,
+             train_seconds=12.0, params=1000, **{"qps/exact": 5.0, "qps/scann": 9.0})
+  for prefix, shift in (("test", 0.0), ("test_seen_removed", 0.01)):
+    run.update({f"{prefix}/ndcg@10": 0.1 + shift, f"{prefix}/recall@10": 0.2 + shift,
+                f"{prefix}/scann_recall@200": 0.9})
+  meta = dict(machine=dict(cpu="cpu", cores=2, jax_version="0", platform="cpu"),
+              date="2030-01-01T00:00:00", size_overrides={})
+  results = {"ml1m": {"ours": run, "published": q.PUBLISHED["ml1m"], "meta": meta}}
+  text = q.readme_section(results, "", "quality.png")
+  assert "| ours (configs/ml1m.py) | watch | seen removed | 0.1100 | 0.2100 |" in text
+  assert "| published: gSASRec, Petrov & Macdonald 2023 | | seen removed | 0.1726 |" in text
+  q.plot(results, tmp_path / "q.png")
+  assert (tmp_path / "q.png").stat().st_size > 0
+
+
+def _must_not_run(*args, **kwargs):
+  raise AssertionError(f"a finished run was retrained: {args[:2]}")
+
+
+@pytest.mark.skipif(not (DATA / "ml-100k" / "ml-100k.inter").is_file(),
+                    reason=f"MovieLens-100K not found under {DATA}")
+def test_quick_ml100k_layout_resume_and_readme(load_benchmark, tmp_path, monkeypatch):
+  q = load_benchmark("quality")
+  argv = ["--datasets", "ml100k", "--quick", "--steps", "20", "--only", "mpformer",
+          "--out", str(tmp_path), "--scratch", str(tmp_path / "runs"),
+          "--tfds_dir", str(tmp_path / "tfds")]
+  out = q.main(argv)
+  saved = json.loads((tmp_path / "quality_ml100k.json").read_text())
+  assert saved == out["ml100k"] and set(saved) == {"mpformer", "published", "meta"}
+  e = saved["mpformer"]
+  assert e["config"] == "configs/ml100k.py:test" and e["step"] == 20
+  assert e["objectives"] == list(OBJECTIVES) and e["num_items"] == 1682
+  for o in OBJECTIVES:
+    assert e[f"test/{o}/count"] > 0
+    for m in ("hr@10", "hr@50", "hr@200", "ndcg@10", "ndcg@50", "ndcg@200"):
+      assert _in_unit(e[f"test/{o}/{m}"]) and _in_unit(e[f"test_seen_removed/{o}/{m}"])
+      assert e[f"test_seen_removed/{o}/{m}"] >= e[f"test/{o}/{m}"] - 1e-9
+    assert _in_unit(e[f"test/{o}/scann_recall@200"]) and _in_unit(e[f"scann/test/{o}/hr@10"])
+  for key in ("train_seconds", "qps/exact", "qps/scann"):
+    assert math.isfinite(e[key]) and e[key] > 0
+  assert e["params"] > 0 and saved["meta"]["machine"]["cores"] >= 1
+  assert (tmp_path / "quality.png").stat().st_size > 0
+
+  # Resume: the run is read back from the JSON, not retrained; README keeps other sections.
+  readme = tmp_path / "README.md"
+  readme.write_text("# Benchmarks\n\n## Other\nkeep me\n")
+  monkeypatch.setattr(q, "run_one", _must_not_run)
+  again = q.main(argv + ["--update_readme", "--readme", str(readme)])
+  assert again["ml100k"]["mpformer"] == e
+  q.main(argv + ["--update_readme", "--readme", str(readme)])
+  text = readme.read_text()
+  assert "keep me" in text and text.count(q.README_START) == text.count(q.README_END) == 1
+  assert q.README_TITLE in text and "](quality.png)" in text
+  assert "| mpformer (configs/ml100k.py:test) | love | all items |" in text
