@@ -25,8 +25,21 @@ class ScannIndex:
   params: dict
 
 
+def leaves_to_search(num_leaves: int, num_items: int, num_neighbors: int) -> int:
+  """10% of the leaves, but at least enough to score ~10x k items (all leaves at most).
+
+  On a small corpus 10% of ~sqrt(N) leaves holds too few items for a top-k list: at 3,416
+  items (ML-1M) 6 of 58 leaves hold ~350 items, and recall@200 against exact was 0.70.
+  """
+  if not num_leaves:
+    return 0
+  cover = math.ceil(10 * num_neighbors * num_leaves / max(num_items, 1))
+  return int(min(num_leaves, max(1, math.ceil(0.1 * num_leaves), cover)))
+
+
 def default_scann_params(num_items: int, num_neighbors: int = 100) -> dict:
-  """Reasonable build parameters: ~sqrt(N) leaves, search ~10% of them, reorder 4x the k.
+  """Reasonable build parameters: ~sqrt(N) leaves, search ~10% of them (more on small
+  corpora, see `leaves_to_search`), reorder 4x the k.
 
   Follows ScaNN's README advice (leaves ~ sqrt(N), dims_per_block 2, anisotropic threshold
   0.2 for dot product). Tiny corpora get no tree; below 256 items brute force is used.
@@ -37,7 +50,7 @@ def default_scann_params(num_items: int, num_neighbors: int = 100) -> dict:
   num_leaves = int(round(math.sqrt(num_items))) if num_items >= 2000 else 0
   return dict(
       num_leaves=num_leaves,
-      num_leaves_to_search=max(1, int(math.ceil(0.1 * num_leaves))) if num_leaves else 0,
+      num_leaves_to_search=leaves_to_search(num_leaves, num_items, num_neighbors),
       training_sample_size=min(num_items, 250_000),
       dims_per_block=2 if num_items >= 256 else None,
       anisotropic_quantization_threshold=0.2,

@@ -22,7 +22,6 @@ excluded; the clock then covers every batch and stops after `block_until_ready`.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from typing import Any
@@ -40,7 +39,7 @@ from mpformer_jax.parallel.sharding import Layout
 from mpformer_jax.retrieval.exact import exact_top_k, target_ranks
 from mpformer_jax.retrieval.metrics import list_ranks, ranking_metrics
 from mpformer_jax.retrieval.scann_index import (build_scann, default_scann_params,
-                                                recall_at_k, scann_search)
+                                                leaves_to_search, recall_at_k, scann_search)
 from mpformer_jax.train.checkpoint import Checkpointer, abstract_target
 from mpformer_jax.train.evaluation import Evaluator
 from mpformer_jax.train.loop import eval_users
@@ -67,7 +66,7 @@ def checkpoint_dir(workdir: str) -> str:
 def scann_params(config, num_items: int) -> dict:
   """ScaNN build settings: `config.eval.scann` fields, -1 or missing = `default_scann_params`.
 
-  An automatic `num_leaves_to_search` is 10% of the leaves actually used;
+  An automatic `num_leaves_to_search` follows `leaves_to_search` for the leaves actually used;
   `dims_per_block=0` scores brute force instead of asymmetric hashing.
   """
   params = default_scann_params(num_items, num_neighbors=max(config.eval.ks))
@@ -80,7 +79,8 @@ def scann_params(config, num_items: int) -> dict:
     if value is not None and value != -1:
       params[key] = value
   if given.get("num_leaves_to_search", -1) == -1 and params["num_leaves"] > 1:
-    params["num_leaves_to_search"] = max(1, math.ceil(0.1 * params["num_leaves"]))
+    params["num_leaves_to_search"] = leaves_to_search(params["num_leaves"], num_items,
+                                                      max(config.eval.ks))
   if params["dims_per_block"] == 0:
     params["dims_per_block"] = None
   return params

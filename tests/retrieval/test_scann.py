@@ -22,6 +22,10 @@ def test_default_params():
   p = scann_index.default_scann_params(20_000)
   assert p["num_leaves"] == 141 and 7 <= p["num_leaves_to_search"] <= 15
   assert scann_index.default_scann_params(100)["num_leaves"] == 0
+  # Small corpus, long list: enough leaves to score ~10x k items, not just 10% of them.
+  small = scann_index.default_scann_params(3_416, num_neighbors=200)
+  assert small["num_leaves"] == 58 and small["num_leaves_to_search"] == 34
+  assert scann_index.leaves_to_search(58, 3_416, 2_000) == 58  # never more than all leaves
 
 
 def test_recall_at_100_vs_exact():
