@@ -5,11 +5,8 @@ configs/beauty.py with the newest item's output as the user vector (model.readou
 one query, and a next-item target at every position against in-batch negatives.
 """
 from configs import beauty
+from configs.sasrec_ml1m import as_sasrec
 
 
 def get_config(arg: str | None = None):
-  c = beauty.get_config(arg)
-  c.model.update(readout="last", user_token=False, num_queries=1, normalize=True)
-  c.model.compression.schedule = ()
-  c.loss.update(objective_weights=(0.0,), aux_next_item=1.0, temperature=0.05)
-  return c
+  return as_sasrec(beauty.get_config(arg))

@@ -9,9 +9,13 @@ MLP also sees the item's genre/year features, and the objective uses in-batch ne
 from configs import ml1m
 
 
-def get_config(arg: str | None = None):
-  c = ml1m.get_config(arg)
+def as_sasrec(c):
+  """Turns a single-objective config of ours into its SASRec baseline (in place)."""
   c.model.update(readout="last", user_token=False, num_queries=1, normalize=True)
   c.model.compression.schedule = ()
   c.loss.update(objective_weights=(0.0,), aux_next_item=1.0, temperature=0.05)
   return c
+
+
+def get_config(arg: str | None = None):
+  return as_sasrec(ml1m.get_config(arg))

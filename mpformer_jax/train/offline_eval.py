@@ -176,6 +176,15 @@ def _build(config, split: str):
   return model, examples, layout, evaluator
 
 
+def _restore(config, workdir: str, split: str):
+  """(model, examples, evaluator, params, step) of the latest checkpoint in `workdir`."""
+  checkpoint_dir(workdir)  # fail before building any data
+  model, examples, layout, evaluator = _build(config, split)
+  params, step = restore_params(config, workdir, model,
+                                {k: v[:2] for k, v in examples.items()}, layout)
+  return model, examples, evaluator, params, step
+
+
 def evaluate(config, workdir: str, retrieval: str = "exact", split: str = "test"
              ) -> dict[str, Any]:
   """Evaluate the latest checkpoint in `workdir`; writes and returns `eval_<retrieval>.json`.
@@ -189,10 +198,7 @@ def evaluate(config, workdir: str, retrieval: str = "exact", split: str = "test"
   if split not in SPLITS:
     raise ValueError(f"unknown split {split!r}; use one of {SPLITS}")
   workdir = os.path.abspath(os.path.expanduser(workdir))
-  checkpoint_dir(workdir)  # fail before building any data
-  model, examples, layout, evaluator = _build(config, split)
-  params, step = restore_params(config, workdir, model,
-                                {k: v[:2] for k, v in examples.items()}, layout)
+  model, examples, evaluator, params, step = _restore(config, workdir, split)
   ecfg, objectives = config.eval, model.cfg.objectives
   ks, k = tuple(ecfg.ks), max(ecfg.ks)
   items = evaluator.corpus(params)
@@ -253,11 +259,7 @@ def export_embeddings(config, workdir: str, path: str, split: str = "test") -> d
   `items` [N + 1, d] (row 0 = padding) and `queries` [U * O, k, d]: the k interest vectors
   of every held-out (user, objective), the unit `launch.evaluate` counts as one query.
   """
-  workdir = os.path.abspath(os.path.expanduser(workdir))
-  checkpoint_dir(workdir)
-  model, examples, layout, evaluator = _build(config, split)
-  params, step = restore_params(config, workdir, model,
-                                {k: v[:2] for k, v in examples.items()}, layout)
+  _, examples, evaluator, params, step = _restore(config, os.path.expanduser(workdir), split)
   items = np.asarray(evaluator.corpus(params), np.float32)
   users = np.asarray(evaluator.users(params, examples), np.float32)  # [U, O, k, d]
   queries = users.reshape((-1,) + users.shape[2:])
