@@ -19,8 +19,9 @@ wall time from metrics.jsonl, as in benchmarks/multi_objective.py), parameters.
   python benchmarks/quality.py --datasets ml1m --only ours --steps 500
 
 Writes `<out>/quality_<dataset>.json` ({run: metrics, "published": {...}, "meta": {...}}) and
-`<out>/quality.png`. A run already in the JSON with the same config and overrides is read
-back, not retrained (`--overwrite` retrains); an interrupted run resumes from its workdir.
+`<out>/quality.png`. A run already in the JSON with the same resolved config (its file and
+the files it imports) and overrides is read back, not retrained (`--overwrite` retrains);
+an interrupted run resumes from its workdir.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import argparse
 import contextlib
 import datetime
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -158,10 +160,31 @@ def entry(dataset: str, config: str, overrides: dict, workdir: Path, proc: dict)
   return e
 
 
+def config_digest(config: str, overrides: dict) -> str:
+  """Hash of the resolved config (file + everything it imports) and the overrides.
+
+  Editing a config file, or the base it builds on, changes it: the run is retrained in a
+  new workdir instead of resuming a checkpoint trained under the old settings.
+  """
+  sys.path.insert(0, str(REPO))
+  path, _, arg = config.partition(":")
+  spec = importlib.util.spec_from_file_location("_quality_config", REPO / path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  resolved = module.get_config(arg or None).to_json_best_effort(sort_keys=True)
+  return hashlib.sha1(json.dumps([resolved, overrides], sort_keys=True, default=repr)
+                      .encode()).hexdigest()[:10]
+
+
+def _up_to_date(entry: dict, config: str, overrides: dict) -> bool:
+  """Whether a JSON entry was measured with this config (as resolved now) and overrides."""
+  return (entry.get("config"), entry.get("overrides"), entry.get("config_digest")) == (
+      config, json.loads(json.dumps(overrides)), config_digest(config, overrides))
+
+
 def run_one(dataset: str, name: str, config: str, overrides: dict, args, bar) -> dict:
   """Trains (or resumes) one run and evaluates it twice; returns its JSON entry."""
-  digest = hashlib.sha1(json.dumps([config, overrides], sort_keys=True, default=repr)
-                        .encode()).hexdigest()[:10]
+  digest = config_digest(config, overrides)
   workdir = Path(args.scratch) / dataset / f"{name.replace('/', '_')}_{digest}"
   if args.overwrite and workdir.exists():
     shutil.rmtree(workdir)
@@ -178,7 +201,8 @@ def run_one(dataset: str, name: str, config: str, overrides: dict, args, bar) ->
     bar.set_postfix_str(f"{dataset}/{name}: {retrieval} evaluation")
     _evaluate(argv, workdir, retrieval)
   keep = ("wall_seconds", "train_cpu_seconds", "peak_memory_bytes")
-  return entry(dataset, config, overrides, workdir, {k: proc.get(k) for k in keep})
+  return dict(entry(dataset, config, overrides, workdir, {k: proc.get(k) for k in keep}),
+              config_digest=digest)
 
 
 def _fmt(v, spec=".4f"):
@@ -330,12 +354,15 @@ def main(argv: Optional[list[str]] = None) -> dict:
       overrides = {**size, **overrides}
       if dataset == "ml100k" and args.quick:
         config += ":test"  # ML-100K's small model (configs/ml100k.py).
-      res, old = all_results[dataset], all_results[dataset].get(name, {})
-      if args.overwrite or (old.get("config"), old.get("overrides")) != (
-          config, json.loads(json.dumps(overrides))):
-        res[name] = run_one(dataset, name, config, overrides, args, bar)
-      res.update(published=PUBLISHED[dataset], meta=meta)
-      common.write_json(paths[dataset], res)  # After every run: progress survives a crash.
+      old = all_results[dataset].get(name, {})
+      new = None
+      if args.overwrite or not _up_to_date(old, config, overrides):
+        new = run_one(dataset, name, config, overrides, args, bar)
+      # Re-read before writing: a process running another dataset's or run's entries of the
+      # same file meanwhile keeps its results. Written after every run: progress survives.
+      res = json.loads(paths[dataset].read_text()) if paths[dataset].exists() else {}
+      res.update({name: new or old}, published=PUBLISHED[dataset], meta=meta)
+      common.write_json(paths[dataset], res)
   all_results = {d: json.loads(paths[d].read_text()) for d in DATASETS if paths[d].exists()}
   png = Path(args.out) / "quality.png"
   plot(all_results, png)

@@ -61,7 +61,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                 # of a batch dominate the shared backbone (benchmarks/multi_objective.py).
                 objective_weights=(1.0, 0.58, 0.12, 0.035),
                 weight_loss=1.0,                          # lambda_w of the weight head
-                aux_next_item=0.0)  # weight of a next-item loss at every raw item token
+                aux_next_item=0.0,  # weight of a next-item loss at every raw item token
+                # "in_batch" [paper]: the batch's targets, logQ-corrected; "catalogue" [ours,
+                # small corpora]: exact softmax over every item (needs kind="softmax").
+                negatives="in_batch")
   c.train = dict(num_steps=1_000, batch_size=128, learning_rate=2e-3, warmup_steps=100,
                  weight_decay=0.01, grad_clip=1.0, log_every_steps=50,
                  eval_every_steps=500, checkpoint_every_steps=250, max_checkpoints=2)

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from mpformer_jax.data import schema
 
 KINDS = ("smooth_logq", "label_smoothing", "softmax")
+NEGATIVES = ("in_batch", "catalogue")
 _MASKED = -1e30
 
 
@@ -36,6 +37,23 @@ def in_batch_logits(user: jax.Array, cand: jax.Array, cand_ids: jax.Array,
   accidental = (cand_ids[None, :] == cand_ids[:b, None]) & ~jnp.eye(b, cand.shape[0],
                                                                       dtype=bool)
   return jnp.where(accidental, _MASKED, scores)
+
+
+def catalogue_logits(user: jax.Array, items: jax.Array, temperature: float = 1.0) -> jax.Array:
+  """[B, N + 1] logits of user [B, k, d] (max over interests) vs every item [N + 1, d].
+
+  Column 0 is the padding id, never a candidate. The exact softmax over the whole corpus:
+  no sampling, so no logQ correction and no accidental hits.
+  """
+  scores = jnp.max(jnp.einsum("bkd,nd->bkn", user, items), axis=1) / temperature
+  return scores.at[:, 0].set(_MASKED)
+
+
+def catalogue_loss(logits: jax.Array, target_ids: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Per-row cross-entropy [B] and correctness [B] of logits [B, N + 1] vs target ids [B]."""
+  logits = logits.astype(jnp.float32)
+  pos = jnp.take_along_axis(logits, target_ids[:, None], axis=-1)[:, 0]
+  return jax.nn.logsumexp(logits, axis=-1) - pos, jnp.argmax(logits, axis=-1) == target_ids
 
 
 def in_batch_loss(logits: jax.Array, *, kind: str = "smooth_logq",
@@ -65,11 +83,14 @@ def in_batch_loss(logits: jax.Array, *, kind: str = "smooth_logq",
 def retrieval_loss(user: jax.Array, cand: jax.Array, batch: Mapping[str, jax.Array], *,
                    objective_columns: Sequence[int], objective_weights: Sequence[float],
                    kind: str, alpha: float, logq_correction: bool,
-                   temperature: float = 1.0) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """Multi-objective in-batch loss: sum_o lambda_o * mean over rows with y[o] = 1 of L_o.
+                   temperature: float = 1.0, items: jax.Array | None = None
+                   ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Multi-objective loss: sum_o lambda_o * mean over rows with y[o] = 1 of L_o.
 
-  user [B, O, k, d]; cand [B, d] the batch's target embeddings. An objective with no
-  positive row in the batch contributes 0 (and reports count 0), never NaN.
+  user [B, O, k, d]; cand [B, d] the batch's target embeddings, the in-batch negatives.
+  With `items` [N + 1, d] (loss.negatives="catalogue") L_o is instead the exact softmax
+  cross-entropy over the whole corpus. An objective with no positive row in the batch
+  contributes 0 (and reports count 0), never NaN.
   """
   labels = batch[schema.TARGET_LABELS]
   cand_ids = batch[schema.TARGET_ID]
@@ -77,8 +98,11 @@ def retrieval_loss(user: jax.Array, cand: jax.Array, batch: Mapping[str, jax.Arr
   total = jnp.zeros((), jnp.float32)
   metrics = {}
   for o, (col, weight) in enumerate(zip(objective_columns, objective_weights)):
-    logits = in_batch_logits(user[:, o], cand, cand_ids, logq, temperature)
-    rows, correct = in_batch_loss(logits, kind=kind, alpha=alpha)
+    if items is None:
+      logits = in_batch_logits(user[:, o], cand, cand_ids, logq, temperature)
+      rows, correct = in_batch_loss(logits, kind=kind, alpha=alpha)
+    else:
+      rows, correct = catalogue_loss(catalogue_logits(user[:, o], items, temperature), cand_ids)
     y = labels[:, col].astype(jnp.float32)
     count = jnp.sum(y)
     loss_o = jnp.sum(rows * y) / jnp.maximum(count, 1.0)
@@ -102,14 +126,23 @@ def objective_mix_loss(logits: jax.Array, mix: jax.Array, has_any: jax.Array) ->
 
 def next_item_loss(item_out: jax.Array, next_emb: jax.Array, next_ids: jax.Array,
                    valid: jax.Array, cand: jax.Array, cand_ids: jax.Array,
-                   cand_logq: jax.Array | None, temperature: float = 1.0) -> jax.Array:
+                   cand_logq: jax.Array | None, temperature: float = 1.0,
+                   items: jax.Array | None = None) -> jax.Array:
   """Auxiliary next-item softmax at every raw item token (SASRec-style training signal).
 
   Position t of row b scores its next item (positive) against the batch's C target items
   (negatives, logQ-corrected if `cand_logq` is given, accidental hits masked); the loss is
   the mean cross-entropy over valid positions. item_out, next_emb [B, R, d]; next_ids and
-  valid [B, R]; cand [C, d].
+  valid [B, R]; cand [C, d]. With `items` [N + 1, d] the softmax is over the whole corpus
+  instead (next_emb, cand unused): SASRec trained with full cross-entropy.
   """
+  w = valid.astype(jnp.float32)
+  if items is not None:
+    logits = jnp.einsum("brd,nd->brn", item_out, items) / temperature
+    logits = logits.at[..., 0].set(_MASKED)
+    pos = jnp.take_along_axis(logits, next_ids[..., None], axis=-1)[..., 0]
+    ce = jax.nn.logsumexp(logits, axis=-1) - pos
+    return jnp.sum(ce * w) / jnp.maximum(jnp.sum(w), 1.0)
   pos = jnp.sum(item_out * next_emb, axis=-1) / temperature
   neg = jnp.einsum("brd,cd->brc", item_out, cand) / temperature
   if cand_logq is not None:
@@ -117,5 +150,4 @@ def next_item_loss(item_out: jax.Array, next_emb: jax.Array, next_ids: jax.Array
   neg = jnp.where(cand_ids[None, None, :] == next_ids[..., None], _MASKED, neg)
   logits = jnp.concatenate([pos[..., None], neg], axis=-1)
   ce = jax.nn.logsumexp(logits, axis=-1) - pos
-  w = valid.astype(jnp.float32)
   return jnp.sum(ce * w) / jnp.maximum(jnp.sum(w), 1.0)

@@ -102,3 +102,16 @@ def test_quick_ml100k_layout_resume_and_readme(load_benchmark, tmp_path, monkeyp
   assert "keep me" in text and text.count(q.README_START) == text.count(q.README_END) == 1
   assert q.README_TITLE in text and "](quality.png)" in text
   assert "| mpformer (configs/ml100k.py:test) | love | all items |" in text
+
+
+def test_config_digest_follows_the_resolved_config(load_benchmark, tmp_path):
+  """Editing a config's values retrains (new digest); the same values read back."""
+  q = load_benchmark("quality")
+  def digest(steps, overrides=None):
+    path = tmp_path / f"c{steps}.py"
+    path.write_text("from configs import base\n\n\ndef get_config(arg=None):\n"
+                    f"  c = base.get_config()\n  c.train.num_steps = {steps}\n  return c\n")
+    return q.config_digest(str(path), overrides or {})
+  assert digest(5) == digest(5) != digest(6)
+  assert digest(5) != digest(5, {"train.batch_size": 8})
+  assert q.config_digest("configs/ml1m.py", {}) != q.config_digest("configs/sasrec_ml1m.py", {})

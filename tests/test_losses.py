@@ -110,3 +110,51 @@ def test_next_item_loss_by_hand():
         math.log(E + E ** 2) - 1,       # row 0 pos 1: (1 | masked hit id 4, 2)
         math.log(2 * E + E ** 2) - 1]   # row 1 pos 0: (1 | 1, 2); row 1 pos 1 invalid
   assert float(loss) == pytest.approx(sum(ce) / 3, rel=1e-6)
+
+
+# Catalogue negatives: items 1..3 = (1, 0), (0, 1), (-1, 0); row 0 is padding, never scored.
+ITEMS = jnp.asarray([[9., 9.], [1., 0.], [0., 1.], [-1., 0.]])
+
+
+def test_catalogue_loss_by_hand():
+  user = jnp.asarray([[[1., 0.]], [[1., 0.]]])           # [B=2, k=1, d=2]
+  logits = losses.catalogue_logits(user, ITEMS)          # (masked | 1, 0, -1) per row
+  rows, correct = losses.catalogue_loss(logits, jnp.asarray([1, 2]))
+  z = math.log(E + 1 + 1 / E)
+  np.testing.assert_allclose(rows, [z - 1, z - 0], rtol=1e-6)
+  np.testing.assert_array_equal(correct, [True, False])
+
+
+def test_catalogue_max_over_interests():
+  user = jnp.asarray([[[1., 0.], [0., 2.]]])             # scores max(1, 0), max(0, 2), max(-1, 0)
+  rows, correct = losses.catalogue_loss(losses.catalogue_logits(user, ITEMS, temperature=0.5),
+                                        jnp.asarray([2]))
+  assert float(rows[0]) == pytest.approx(math.log(E ** 2 + E ** 4 + 1) - 4, rel=1e-5)
+  assert bool(correct[0])
+
+
+def test_catalogue_next_item_loss_by_hand():
+  item_out = jnp.asarray([[[1., 0.], [0., 1.]], [[0., 1.], [1., 0.]]])
+  next_ids = jnp.asarray([[1, 3], [2, 0]])
+  valid = jnp.asarray([[True, True], [True, False]])
+  loss = losses.next_item_loss(item_out, None, next_ids, valid, None, None, None, items=ITEMS)
+  z1 = math.log(E + 1 + 1 / E)  # (1, 0): logits (1, 0, -1)
+  z2 = math.log(1 + E + 1)      # (0, 1): logits (0, 1, 0)
+  assert float(loss) == pytest.approx(((z1 - 1) + (z2 - 0) + (z2 - 1)) / 3, rel=1e-6)
+
+
+def test_catalogue_equals_in_batch_softmax_when_the_batch_is_the_catalogue():
+  """Targets 1..N once each, no logQ: in-batch negatives are exactly the whole catalogue."""
+  rng = np.random.default_rng(0)
+  n, d = 5, 4
+  items = jnp.asarray(rng.normal(size=(n + 1, d)), jnp.float32)
+  user = jnp.asarray(rng.normal(size=(n, 1, 2, d)), jnp.float32)  # [B, O, k, d]
+  batch = {"target_labels": jnp.ones((n, 1), jnp.int32),
+           "target_id": jnp.arange(1, n + 1, dtype=jnp.int32),
+           "target_logq": jnp.zeros((n,), jnp.float32)}
+  kw = dict(objective_columns=(0,), objective_weights=(1.0,), kind="softmax", alpha=0.0,
+            logq_correction=False, temperature=0.3)
+  in_batch, _ = losses.retrieval_loss(user, items[1:], batch, **kw)
+  catalogue, metrics = losses.retrieval_loss(user, items[1:], batch, items=items, **kw)
+  assert float(catalogue) == pytest.approx(float(in_batch), rel=1e-5)
+  assert 0.0 <= float(metrics["accuracy/0"]) <= 1.0

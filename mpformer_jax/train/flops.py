@@ -12,7 +12,10 @@ Per example, with d = d_model, h = mlp_hidden, L = max_len, S = backbone tokens:
   backbone       num_layers * S * (8 d^2 + 4 S d + 6 d h),  S = user + groups + raw + O k
   head           O k * 2 d out
   item tower     2 * i_v * 2 out + 2 * 2 out * out per candidate, i_v = item_embed + F_item f
-  loss           O * C * k * 2 out per row (scores against C = B in-batch candidates)
+  loss           O * C * k * 2 out per row (scores against C = B in-batch candidates, or
+                 C = N + 1 items with loss.negatives="catalogue", whose tower then runs
+                 once per step on all N + 1)
+  next-item loss R * C * 2 out per row (R raw tokens), + R item towers when in-batch
 """
 from __future__ import annotations
 
@@ -31,7 +34,11 @@ _PEAKS = (("h200", 989e12), ("h100", 989e12), ("a100", 312e12), ("v6", 918e12),
           ("v5p", 459e12), ("v5", 197e12), ("v4", 275e12))
 
 
-def train_flops_per_step(cfg: ModelConfig, spec: DatasetSpec, batch_size: int) -> float:
+def train_flops_per_step(cfg: ModelConfig, spec: DatasetSpec, batch_size: int,
+                         loss_cfg=None) -> float:
+  """Training FLOPs of one step; the loss terms follow `loss_cfg` (config.loss) if given."""
+  loss_cfg = loss_cfg or {}
+  catalogue = loss_cfg.get("negatives", "in_batch") == "catalogue"
   d, h, out = cfg.d_model, cfg.mlp_hidden, cfg.output_dim
   f = cfg.feature_dim
   num_obj, k = len(cfg.objectives), (0 if cfg.readout == "last" else cfg.num_queries)
@@ -52,9 +59,14 @@ def train_flops_per_step(cfg: ModelConfig, spec: DatasetSpec, batch_size: int) -
   head = max(num_obj * k, 1) * 2 * d * out
   i_v = cfg.item_embed_dim + len(spec.item_features) * f
   tower = 2 * i_v * 2 * out + 2 * 2 * out * out
-  loss = num_obj * batch_size * max(k, 1) * 2 * out
-  forward = token_mlp + group + backbone + head + tower + loss
-  return 3.0 * forward * batch_size
+  cands = spec.item_vocab_size if catalogue else batch_size
+  loss = num_obj * cands * max(k, 1) * 2 * out
+  aux = 0.0
+  if loss_cfg.get("aux_next_item", 0.0) > 0:
+    raw = cfg.max_len - sum(w * g for w, g in cfg.schedule)
+    aux = raw * (cands * 2 * out + (0 if catalogue else tower))
+  forward = token_mlp + group + backbone + head + tower + loss + aux
+  return 3.0 * (forward * batch_size + catalogue * spec.item_vocab_size * tower)
 
 
 @functools.lru_cache(maxsize=None)

@@ -50,6 +50,9 @@ def check_config(config) -> None:
       raise ValueError(f"train.{key} must be >= 1, got {t[key]}")
   if config.data.max_len < 1:
     raise ValueError(f"data.max_len must be >= 1, got {config.data.max_len}")
+  if config.loss.negatives == "catalogue" and config.loss.kind != "softmax":
+    raise ValueError('loss.negatives="catalogue" is the exact softmax: set loss.kind="softmax" '
+                     f"(got {config.loss.kind!r}, a correction for in-batch sampling)")
   if config.eval.split not in ("valid", "test"):
     raise ValueError(f"eval.split must be 'valid' or 'test', got {config.eval.split!r}")
 
@@ -110,7 +113,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     logging.info("Starting a new run in %s", workdir)
 
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
-  flops = train_flops_per_step(model.cfg, spec, t.batch_size)
+  flops = train_flops_per_step(model.cfg, spec, t.batch_size, config.loss)
   peak, peak_src = device_peak_flops()
   if jax.devices()[0].platform != "cpu":  # forced CPU host devices share the same cores
     peak *= layout.mesh.size
@@ -119,7 +122,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   logging.info("%s: %d users, %d items; model %.2fM params; %.3g train FLOPs/step; "
                "peak %.3g FLOP/s (%s)", spec.name, len(source), spec.num_items,
                num_params / 1e6, flops, peak, peak_src)
-  train_step = make_train_step(model, tx, config, layout, shardings_of(state))
+  train_step = make_train_step(model, tx, config, layout, shardings_of(state),
+                               corpus_features=evaluator.corpus_features)
   writer = MetricWriter(workdir)
   step, window_start, window_steps, last = start, time.perf_counter(), 0, {}
   while step < t.num_steps:

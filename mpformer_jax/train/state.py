@@ -81,8 +81,21 @@ def shardings_of(tree: Any) -> Any:
   return jax.tree.map(lambda x: x.sharding, tree)
 
 
-def make_loss_fn(model: Retriever, config) -> Callable:
-  """params, batch -> (loss, metrics), the objective columns bound from the data spec."""
+def make_loss_fn(model: Retriever, config, corpus_features=None) -> Callable:
+  """params, batch -> (loss, metrics), the objective columns bound from the data spec.
+
+  loss.negatives="catalogue" embeds the whole corpus every step (from `corpus_features`,
+  [N + 1, F_item], `pipeline.item_corpus_features`) for an exact softmax: for corpora of
+  thousands to tens of thousands of items, where it is cheap next to the sequence pass.
+  """
+  negatives = config.loss.get("negatives", "in_batch")
+  if negatives not in losses.NEGATIVES:
+    raise ValueError(f"loss.negatives must be one of {losses.NEGATIVES}, got {negatives!r}")
+  if negatives == "catalogue":
+    if corpus_features is None:
+      raise ValueError('loss.negatives="catalogue" needs the corpus item features')
+    all_ids = jnp.arange(corpus_features.shape[0], dtype=jnp.int32)
+    all_feats = jnp.asarray(corpus_features, jnp.int32)
   columns = [model.spec.objective_index(o) for o in model.cfg.objectives]
   weights = tuple(config.loss.objective_weights)
   if len(weights) != len(columns):
@@ -91,10 +104,14 @@ def make_loss_fn(model: Retriever, config) -> Callable:
 
   def loss_fn(params, batch):
     out, cand = model.apply({"params": params}, batch)
+    items = None
+    if negatives == "catalogue":
+      items = model.apply({"params": params}, all_ids, all_feats, method=Retriever.embed_items)
     loss, metrics = losses.retrieval_loss(
         out["interests"], cand, batch, objective_columns=columns, objective_weights=weights,
         kind=config.loss.kind, alpha=config.loss.alpha,
-        logq_correction=config.loss.logq_correction, temperature=config.loss.temperature)
+        logq_correction=config.loss.logq_correction, temperature=config.loss.temperature,
+        items=items)
     if "weight_logits" in out:
       mix, has_any = objective_mix(batch[schema.HISTORY_EVENT_FEATURES], model.behaviour_col,
                                    columns, model.cfg.weight_recent)
@@ -102,34 +119,36 @@ def make_loss_fn(model: Retriever, config) -> Callable:
       loss = loss + config.loss.weight_loss * weight_loss
       metrics["loss/weights"] = weight_loss
     if config.loss.aux_next_item > 0:
-      aux = _next_item_loss(model, params, out["item_outputs"], cand, batch, config)
+      aux = _next_item_loss(model, params, out["item_outputs"], cand, batch, config, items)
       loss = loss + config.loss.aux_next_item * aux
       metrics["loss/next_item"] = aux
     return loss, metrics
   return loss_fn
 
 
-def _next_item_loss(model, params, item_out, cand, batch, config):
+def _next_item_loss(model, params, item_out, cand, batch, config, items=None):
   """Each raw history token predicts the following event (the last one: the target)."""
   r = item_out.shape[1]
   hist = batch[schema.HISTORY_IDS][:, -r:]
   next_ids = jnp.concatenate([hist[:, 1:], batch[schema.TARGET_ID][:, None]], axis=1)
   next_feats = jnp.concatenate([batch[schema.HISTORY_ITEM_FEATURES][:, -r + 1:],
                                 batch[schema.TARGET_ITEM_FEATURES][:, None]], axis=1)
-  next_emb = model.apply({"params": params}, next_ids, next_feats, method=Retriever.embed_items)
+  next_emb = None if items is not None else model.apply(  # catalogue: scored within items
+      {"params": params}, next_ids, next_feats, method=Retriever.embed_items)
   logq = batch[schema.TARGET_LOGQ] if config.loss.logq_correction else None
   return losses.next_item_loss(item_out, next_emb, next_ids, (hist > 0) & (next_ids > 0),
-                               cand, batch[schema.TARGET_ID], logq, config.loss.temperature)
+                               cand, batch[schema.TARGET_ID], logq, config.loss.temperature,
+                               items)
 
 
 def make_train_step(model: Retriever, tx: optax.GradientTransformation, config, layout=None,
-                    state_sharding: Any = None) -> Callable:
+                    state_sharding: Any = None, corpus_features=None) -> Callable:
   """The jitted train step; the incoming state's buffers are donated.
 
   With a layout: jitted with the state's shardings in and out, the batch over `data`,
   replicated metrics, and traced under the mesh and rules (`layout.jit`).
   """
-  loss_fn = make_loss_fn(model, config)
+  loss_fn = make_loss_fn(model, config, corpus_features)
 
   def step(state: TrainState, batch):
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch)

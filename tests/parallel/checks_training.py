@@ -75,6 +75,20 @@ def sharded_run(model, tx, config, batch, loss_fn, ref_state, full: bool):
   return out, grads, new_state
 
 
+def catalogue_check(model, tx, source, batch, ref_state) -> dict:
+  """loss.negatives="catalogue" (+ next-item loss): mesh 2 x 4 (the corpus embedded through
+  the vocabulary-parallel table) against one device, loss and gradients."""
+  c = base.get_config("tiny")
+  c.loss.update(negatives="catalogue", kind="softmax", aux_next_item=0.5, temperature=0.2)
+  loss_fn = st.make_loss_fn(model, c, pipeline.item_corpus_features(source))
+  (ref_loss, _), ref_grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
+      ref_state.params, batch)
+  c.mesh.data, c.mesh.model = 2, 4
+  out, grads, _ = sharded_run(model, tx, c, batch, loss_fn, ref_state, full=False)
+  return dict(ref_loss=float(ref_loss), loss_err=abs(out["loss"] - float(ref_loss)) / abs(
+      float(ref_loss)), grad_err=tree_err(ref_grads, grads))
+
+
 def checkpoint_roundtrip(model, tx, batch, state) -> dict:
   """Save the 8-device state; restore it onto 4 devices (mesh 1 x 4) and onto 1 device."""
   directory = tempfile.mkdtemp()
@@ -150,6 +164,7 @@ def main():
     result[name] = out
     if full:
       result["checkpoint"] = checkpoint_roundtrip(model, tx, batch, new_state)
+  result["catalogue"] = catalogue_check(model, tx, source, batch, ref_state)
   result["errors"] = bad_inputs(config)
   print("RESULT " + json.dumps(result))
 

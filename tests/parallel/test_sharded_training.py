@@ -20,6 +20,13 @@ def test_loss_and_gradients_match_one_device(result):
   assert result["dp2_mp4"]["step_loss"] == pytest.approx(result["ref_loss"], rel=1e-5)
 
 
+def test_catalogue_negatives_match_one_device(result):
+  """loss.negatives="catalogue" embeds the corpus through the row-sharded table each step."""
+  r = result["catalogue"]
+  assert r["ref_loss"] > 0 and r["loss_err"] <= 1e-5, r
+  assert r["grad_err"] <= 1e-5, r
+
+
 def test_table_is_row_sharded_over_model(result):
   rows = result["table_rows"]
   assert rows % 128 == 0 and rows >= 501  # 500 items + padding row, padded to 128
