@@ -21,4 +21,8 @@ def get_config(arg: str | None = None):
   c.loss.update(negatives="in_batch", kind=base.get_config().loss.kind)
   c.train.num_steps = 2_000  # 2 passes over the 131K training examples, every position a target
   c.eval.update(num_users=0, remove_seen=False)  # all 22,363 users, nothing removed
+  # ScaNN: 70 of sqrt(N) = 110 leaves, reorder 1,600 (8x k). Defaults (19 leaves, enough for
+  # 10x k items; reorder 800) gave recall@200 0.80 against exact for our 4-interest users and
+  # 0.95 for SASRec's single vector; 70 and 1,600: 0.990 and 0.969 on all 22,363 test users.
+  c.eval.scann.update(num_leaves_to_search=70, reorder_k=1_600)
   return c

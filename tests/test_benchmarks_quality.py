@@ -20,6 +20,7 @@ def _in_unit(x):
 def test_run_specs_and_published(load_benchmark):
   q = load_benchmark("quality")
   assert q.run_specs("ml1m") == {"ours": ("configs/ml1m.py", {}),
+                                 "ours/catalogue": ("configs/ml1m.py", q.CATALOGUE),
                                  "sasrec": ("configs/sasrec_ml1m.py", {})}
   assert set(q.run_specs("beauty")) == {"ours", "sasrec"}
   for d in q.DATASETS:
@@ -114,4 +115,10 @@ def test_config_digest_follows_the_resolved_config(load_benchmark, tmp_path):
     return q.config_digest(str(path), overrides or {})
   assert digest(5) == digest(5) != digest(6)
   assert digest(5) != digest(5, {"train.batch_size": 8})
+  # The workdir (training) digest ignores evaluation settings; the entry's does not.
+  path = str(tmp_path / "c5.py")
+  ev = {"eval.scann.num_leaves_to_search": 7}
+  assert q.config_digest(path, ev) != q.config_digest(path, {})
+  assert (q.config_digest(path, ev, training_only=True)
+          == q.config_digest(path, {}, training_only=True))
   assert q.config_digest("configs/ml1m.py", {}) != q.config_digest("configs/sasrec_ml1m.py", {})
