@@ -175,7 +175,8 @@ def config_digest(config: str, overrides: dict, training_only: bool = False) -> 
   `training_only` (the workdir's name) `eval.*` is left out: new evaluation settings, such
   as ScaNN's, re-evaluate the trained checkpoint instead of retraining it.
   """
-  sys.path.insert(0, str(REPO))
+  if str(REPO) not in sys.path:  # Config files import `configs.*`.
+    sys.path.insert(0, str(REPO))
   path, _, arg = config.partition(":")
   spec = importlib.util.spec_from_file_location("_quality_config", REPO / path)
   module = importlib.util.module_from_spec(spec)

@@ -7,7 +7,7 @@ of users, and there is no old tail worth compressing (schedule ()). Otherwise co
 per-position next-item loss, normalised embeddings with a temperature, but in-batch negatives.
 Raw files: data.dir (default $MPFORMER_DATA or ../shared/data), built once with TFDS.
 """
-from configs import base, ml1m
+from configs import ml1m
 
 
 def get_config(arg: str | None = None):
@@ -16,9 +16,8 @@ def get_config(arg: str | None = None):
   c.data.max_len = 50
   c.model.objectives = ("purchase",)
   c.model.compression.schedule = ()
-  # 12,101 items: the catalogue softmax would cost 40 GFLOP a step against 7.6 for the
-  # 128 in-batch negatives (train/flops.py), 5x the step on this CPU; in-batch here.
-  c.loss.update(negatives="in_batch", kind=base.get_config().loss.kind)
+  # In-batch negatives (from ml1m.py): with 12,101 items loss.negatives="catalogue" would cost
+  # 40 GFLOP a step against 7.6 (train/flops.py), 5x the step on this CPU.
   c.train.num_steps = 2_000  # 2 passes over the 131K training examples, every position a target
   c.eval.update(num_users=0, remove_seen=False)  # all 22,363 users, nothing removed
   # ScaNN: 70 of sqrt(N) = 110 leaves, reorder 1,600 (8x k). Defaults (19 leaves, enough for

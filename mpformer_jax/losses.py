@@ -136,18 +136,18 @@ def next_item_loss(item_out: jax.Array, next_emb: jax.Array, next_ids: jax.Array
   valid [B, R]; cand [C, d]. With `items` [N + 1, d] the softmax is over the whole corpus
   instead (next_emb, cand unused): SASRec trained with full cross-entropy.
   """
-  w = valid.astype(jnp.float32)
-  if items is not None:
-    logits = jnp.einsum("brd,nd->brn", item_out, items) / temperature
-    logits = logits.at[..., 0].set(_MASKED)
-    pos = jnp.take_along_axis(logits, next_ids[..., None], axis=-1)[..., 0]
+  if items is not None:  # Every position is a row of the catalogue softmax.
+    b, r, d = item_out.shape
+    rows, _ = catalogue_loss(catalogue_logits(item_out.reshape(b * r, 1, d), items,
+                                              temperature), next_ids.reshape(b * r))
+    ce = rows.reshape(b, r)
+  else:
+    pos = jnp.sum(item_out * next_emb, axis=-1) / temperature
+    neg = jnp.einsum("brd,cd->brc", item_out, cand) / temperature
+    if cand_logq is not None:
+      neg = neg - cand_logq[None, None, :]
+    neg = jnp.where(cand_ids[None, None, :] == next_ids[..., None], _MASKED, neg)
+    logits = jnp.concatenate([pos[..., None], neg], axis=-1)
     ce = jax.nn.logsumexp(logits, axis=-1) - pos
-    return jnp.sum(ce * w) / jnp.maximum(jnp.sum(w), 1.0)
-  pos = jnp.sum(item_out * next_emb, axis=-1) / temperature
-  neg = jnp.einsum("brd,cd->brc", item_out, cand) / temperature
-  if cand_logq is not None:
-    neg = neg - cand_logq[None, None, :]
-  neg = jnp.where(cand_ids[None, None, :] == next_ids[..., None], _MASKED, neg)
-  logits = jnp.concatenate([pos[..., None], neg], axis=-1)
-  ce = jax.nn.logsumexp(logits, axis=-1) - pos
+  w = valid.astype(jnp.float32)
   return jnp.sum(ce * w) / jnp.maximum(jnp.sum(w), 1.0)

@@ -88,7 +88,7 @@ def make_loss_fn(model: Retriever, config, corpus_features=None) -> Callable:
   [N + 1, F_item], `pipeline.item_corpus_features`) for an exact softmax: for corpora of
   thousands to tens of thousands of items, where it is cheap next to the sequence pass.
   """
-  negatives = config.loss.get("negatives", "in_batch")
+  negatives = config.loss.negatives
   if negatives not in losses.NEGATIVES:
     raise ValueError(f"loss.negatives must be one of {losses.NEGATIVES}, got {negatives!r}")
   if negatives == "catalogue":
