@@ -45,6 +45,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       target_weights=True,          # personalised objective-mix head (quota weights)
       weight_recent=50,             # recent events defining the objective-mix target
       normalize=False,              # L2-normalise u and v (use with loss.temperature)
+      dropout=0.0,                  # token-embedding and residual dropout, training only
       dtype="float32",
       compression=dict(schedule=((64, 2), (16, 5)),  # oldest first; () disables
                        # "ffn" [ours]: mean then one FFN per group, the default: on this

@@ -126,24 +126,42 @@ class Block(nn.Module):
   """Pre-RMSNorm transformer block: x + Attn(norm x), then + gate * FFN(norm x).
 
   `ffn_gate` (optional, [B, 1, d] or broadcastable) scales the FFN output; MPFormer's
-  PEPNet-style user gate plugs in here.
+  PEPNet-style user gate plugs in here. `dropout` acts on both residual branches, and only
+  when the caller supplies a "dropout" rng (training); evaluation passes none.
   """
   num_heads: int
   mlp_hidden: int
   dtype: Dtype = jnp.float32
+  dropout: float = 0.0
 
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array, positions: jax.Array,
                bias: jax.Array | None = None,
                ffn_gate: jax.Array | None = None) -> jax.Array:
-    x = x + Attention(self.num_heads, self.dtype, name="attn")(
-        RMSNorm(dtype=self.dtype, name="attn_norm")(x), mask, positions, bias)
+    drop = Dropout(self.dropout)
+    x = x + drop(Attention(self.num_heads, self.dtype, name="attn")(
+        RMSNorm(dtype=self.dtype, name="attn_norm")(x), mask, positions, bias))
     h = SwiGLU(self.mlp_hidden, self.dtype, name="ffn")(RMSNorm(dtype=self.dtype,
                                                                name="ffn_norm")(x))
     if ffn_gate is not None:
       h = h * ffn_gate
-    x = x + h
+    x = x + drop(h)
     return nn.with_logical_constraint(x, ("batch", "seq", "embed"))
+
+
+class Dropout(nn.Module):
+  """Inverted dropout that is on exactly when a "dropout" rng is given to `apply`.
+
+  Training passes `rngs={"dropout": key}`; evaluation, export and serving pass none and
+  get the deterministic model without a `train` flag threaded through every call.
+  """
+  rate: float
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if not 0.0 <= self.rate < 1.0:
+      raise ValueError(f"dropout rate must be in [0, 1), got {self.rate}")
+    return nn.Dropout(self.rate)(x, deterministic=not self.has_rng("dropout"))
 
 
 class MLP(nn.Module):

@@ -18,7 +18,7 @@ from mpformer_jax.data import schema
 from mpformer_jax.model import masks
 from mpformer_jax.model.compression import Compressor, validate_schedule
 from mpformer_jax.model.embeddings import FeatureEmbed, ItemTable, ItemTower, TokenEmbedder
-from mpformer_jax.model.layers import MLP, Block, RMSNorm, dense
+from mpformer_jax.model.layers import MLP, Block, Dropout, RMSNorm, dense
 from mpformer_jax.model.modulation import (ObjectiveBias, TargetWeightHead, UserGate,
                                            behaviour_types, recency_buckets)
 
@@ -48,6 +48,7 @@ class ModelConfig:
   max_query_tokens: int = 64        # budget for O * k query tokens
   readout: str = "queries"          # "queries" (k interests) or "last" (SASRec: newest item)
   normalize: bool = False
+  dropout: float = 0.0              # on the token embeddings and residual branches (training)
   schedule: tuple[tuple[int, int], ...] = ()
   pool: str = "mean"
   impl: str = "auto"
@@ -61,6 +62,8 @@ class ModelConfig:
     if c.d_model % c.num_heads:
       raise ValueError(f"model.d_model={c.d_model} is not divisible by "
                        f"model.num_heads={c.num_heads}")
+    if not 0.0 <= c.dropout < 1.0:
+      raise ValueError(f"model.dropout must be in [0, 1), got {c.dropout}")
     if c.num_queries < 1:
       raise ValueError(f"model.num_queries must be >= 1, got {c.num_queries}")
     if c.readout not in ("queries", "last"):
@@ -81,7 +84,7 @@ class ModelConfig:
                user_gate=c.user_gate, target_weights=c.target_weights,
                weight_recent=c.weight_recent, max_query_tokens=c.max_query_tokens,
                readout=c.readout,
-               normalize=c.normalize,
+               normalize=c.normalize, dropout=c.dropout,
                schedule=validate_schedule(c.compression.schedule, max_len),
                pool=c.compression.pool, impl=c.compression.impl, dtype=c.dtype)
 
@@ -108,7 +111,9 @@ class Retriever(nn.Module):
     if c.objective_embedding and len(c.objectives) > 1:
       self.objective_emb = self.param("objective_embedding", init,
                                       (len(c.objectives), c.d_model), jnp.float32)
-    self.blocks = [Block(c.num_heads, c.mlp_hidden, dt) for _ in range(c.num_layers)]
+    self.blocks = [Block(c.num_heads, c.mlp_hidden, dt, c.dropout)
+                   for _ in range(c.num_layers)]
+    self.token_dropout = Dropout(c.dropout)
     num_obj = len(c.objectives)
     if c.attention_bias or c.recency_bias:
       num_types = self.behaviour_vocab if c.attention_bias else 1
@@ -178,6 +183,7 @@ class Retriever(nn.Module):
     valid = ids > 0
     tokens = self.token_embedder(self.item_table(ids), batch[schema.HISTORY_ITEM_FEATURES],
                                  batch[schema.HISTORY_EVENT_FEATURES])
+    tokens = self.token_dropout(tokens)
     groups, group_valid, raw, raw_valid = self.compressor(tokens, valid)
     parts, part_valid, user = [], [], None
     if self.has_user_token:

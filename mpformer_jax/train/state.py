@@ -102,8 +102,9 @@ def make_loss_fn(model: Retriever, config, corpus_features=None) -> Callable:
     raise ValueError(f"loss.objective_weights has {len(weights)} entries for "
                      f"{len(columns)} objectives {model.cfg.objectives}")
 
-  def loss_fn(params, batch):
-    out, cand = model.apply({"params": params}, batch)
+  def loss_fn(params, batch, dropout_rng=None):
+    rngs = {} if dropout_rng is None else {"dropout": dropout_rng}
+    out, cand = model.apply({"params": params}, batch, rngs=rngs)
     items = None
     if negatives == "catalogue":
       items = model.apply({"params": params}, all_ids, all_feats, method=Retriever.embed_items)
@@ -151,7 +152,10 @@ def make_train_step(model: Retriever, tx: optax.GradientTransformation, config, 
   loss_fn = make_loss_fn(model, config, corpus_features)
 
   def step(state: TrainState, batch):
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch)
+    # A fresh dropout key per step, a pure function of the state: resumes reproduce it.
+    dropout_rng = jax.random.fold_in(state.rng, state.step)
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params, batch, dropout_rng)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))

@@ -122,3 +122,39 @@ def test_sasrec_readout_uses_the_newest_item():
   assert out["interests"].shape == (3, 1, 1, 8)
   np.testing.assert_allclose(out["interests"][:, 0, 0], out["item_outputs"][:, -1], atol=1e-6)
   assert "queries" not in params["params"] or params["params"]["queries"].shape[0] == 3
+
+
+def test_dropout_acts_only_with_a_dropout_rng():
+  """No rng: the deterministic model, equal to dropout=0 with the same params; an rng:
+  a different output per key, and the same one for the same key."""
+  batch = toy_batch()
+  plain = Retriever(SPEC, model_cfg())
+  dropped = Retriever(SPEC, model_cfg(dropout=0.3))
+  params = plain.init(jax.random.PRNGKey(0), batch)
+  ref = np.asarray(plain.apply(params, batch)[0]["interests"])
+  np.testing.assert_array_equal(np.asarray(dropped.apply(params, batch)[0]["interests"]), ref)
+  a = np.asarray(dropped.apply(params, batch, rngs={"dropout": jax.random.PRNGKey(1)})[0]
+                 ["interests"])
+  a2 = np.asarray(dropped.apply(params, batch, rngs={"dropout": jax.random.PRNGKey(1)})[0]
+                  ["interests"])
+  b = np.asarray(dropped.apply(params, batch, rngs={"dropout": jax.random.PRNGKey(2)})[0]
+                 ["interests"])
+  np.testing.assert_array_equal(a, a2)
+  assert np.abs(a - ref).max() > 1e-3 and np.abs(a - b).max() > 1e-3
+
+
+def test_dropout_layer_zeroes_and_rescales():
+  """Inverted dropout: each entry is 0 or x / (1 - rate), about `rate` of them zero."""
+  from mpformer_jax.model.layers import Dropout
+  x = jnp.ones((200, 100))
+  y = np.asarray(Dropout(0.25).apply({}, x, rngs={"dropout": jax.random.PRNGKey(0)}))
+  np.testing.assert_allclose(np.unique(y), [0.0, 1 / 0.75], rtol=1e-6)
+  assert abs((y == 0).mean() - 0.25) < 0.02
+  np.testing.assert_array_equal(np.asarray(Dropout(0.25).apply({}, x)), x)
+
+
+def test_dropout_rate_is_checked():
+  config = base.get_config("tiny")
+  config.model.dropout = 1.0
+  with pytest.raises(ValueError, match=r"model.dropout must be in \[0, 1\)"):
+    ModelConfig.from_config(config.model, 32)

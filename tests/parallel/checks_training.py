@@ -4,6 +4,7 @@ Prints `RESULT {json}`: measured differences against one device, shardings, dona
 save-on-8 / restore-on-4-and-1 checkpoint round trip and the bad-input errors, for the test
 to assert on. One process for all of it: every compile costs seconds of CPU here.
 """
+import functools
 import json
 import os
 import sys
@@ -89,6 +90,23 @@ def catalogue_check(model, tx, source, batch, ref_state) -> dict:
       float(ref_loss)), grad_err=tree_err(ref_grads, grads))
 
 
+def dropout_check(source, tx, batch, ref_state) -> dict:
+  """model.dropout with a fixed key: mesh 2 x 4 against one device (the masks must not
+  depend on the sharding), plus the loss without dropout for contrast."""
+  c = base.get_config("tiny")
+  c.model.dropout = 0.3
+  model = Retriever(source.spec, ModelConfig.from_config(c.model, c.data.max_len))
+  loss_fn = functools.partial(st.make_loss_fn(model, c), dropout_rng=jax.random.PRNGKey(7))
+  (ref_loss, _), ref_grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
+      ref_state.params, batch)
+  plain_loss, _ = jax.jit(st.make_loss_fn(model, c))(ref_state.params, batch)
+  c.mesh.data, c.mesh.model = 2, 4
+  out, grads, _ = sharded_run(model, tx, c, batch, loss_fn, ref_state, full=False)
+  return dict(ref_loss=float(ref_loss), plain_loss=float(plain_loss),
+              loss_err=abs(out["loss"] - float(ref_loss)) / abs(float(ref_loss)),
+              grad_err=tree_err(ref_grads, grads))
+
+
 def checkpoint_roundtrip(model, tx, batch, state) -> dict:
   """Save the 8-device state; restore it onto 4 devices (mesh 1 x 4) and onto 1 device."""
   directory = tempfile.mkdtemp()
@@ -165,6 +183,7 @@ def main():
     if full:
       result["checkpoint"] = checkpoint_roundtrip(model, tx, batch, new_state)
   result["catalogue"] = catalogue_check(model, tx, source, batch, ref_state)
+  result["dropout"] = dropout_check(source, tx, batch, ref_state)
   result["errors"] = bad_inputs(config)
   print("RESULT " + json.dumps(result))
 

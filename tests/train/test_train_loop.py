@@ -15,13 +15,18 @@ from mpformer_jax.train.loop import train_and_evaluate
 from mpformer_jax.train.metric_writer import read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TRAIN_CMD = [sys.executable, "-m", "launch.train", "--config=configs/base.py:tiny"]
+# With dropout, so that resuming must also reproduce the per-step dropout masks.
+DROPOUT = 0.1
+TRAIN_CMD = [sys.executable, "-m", "launch.train", "--config=configs/base.py:tiny",
+             f"--config.model.dropout={DROPOUT}"]
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("uninterrupted"))
-  final = train_and_evaluate(base.get_config("tiny"), workdir)
+  config = base.get_config("tiny")
+  config.model.dropout = DROPOUT
+  final = train_and_evaluate(config, workdir)
   return workdir, final
 
 
