@@ -16,7 +16,6 @@ def get_config(arg: str | None = None):
   c.data.max_len = 50
   c.model.objectives = ("purchase",)
   c.model.compression.schedule = ()
-  c.model.dropout = 0.0  # ml1m.py's 0.2 is not measured on Beauty; its recorded runs have none
   # In-batch negatives (from ml1m.py): with 12,101 items loss.negatives="catalogue" would cost
   # 40 GFLOP a step against 7.6 (train/flops.py), 5x the step on this CPU.
   c.train.num_steps = 2_000  # 2 passes over the 131K training examples, every position a target

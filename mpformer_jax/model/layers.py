@@ -159,8 +159,6 @@ class Dropout(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    if not 0.0 <= self.rate < 1.0:
-      raise ValueError(f"dropout rate must be in [0, 1), got {self.rate}")
     return nn.Dropout(self.rate)(x, deterministic=not self.has_rng("dropout"))
 
 
