@@ -15,6 +15,8 @@ setup(
         "grain>=0.2.12,<0.3",
         "tensorflow-datasets>=4.9.8,<5",
         "array_record>=0.7",
+        "pyarrow>=19,<27",
+        "duckdb>=2.0,<3",
         "scann>=1.4,<2",
         "ml_collections>=1.0,<2",
         "absl-py>=2.1,<3",

@@ -21,7 +21,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.seed = 0
 
   c.data = dict(
-      name="synthetic",   # "synthetic" (no download)
+      # "synthetic" (no download); "ml1m", "ml100k", "amazon_beauty" (raw files in data.dir);
+      # "interactions": your own log or sequence file (data.interactions, configs/interactions.py)
+      name="synthetic",
       dir="",             # raw-data directory for real datasets (or $MPFORMER_DATA)
       tfds_dir="",        # where TFDS builds them ("" = $TFDS_DATA_DIR or ~/tensorflow_datasets)
       max_len=256,        # history length seen by the model, left-padded
@@ -30,6 +32,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       synthetic=dict(num_users=20_000, num_items=10_000, num_topics=100, num_categories=20,
                      num_authors=2_000, zipf_exponent=1.1, min_len=20, max_len=300,
                      interests_per_user=3, drift_prob=0.02, seed=0),
+      # data.name="interactions": every field is documented in configs/interactions.py.
+      interactions=dict(
+          path="", format="log", file_type="auto", delimiter="", header=True,
+          user_col="user_id", item_col="item_id", time_col="", time_format="",
+          behaviour_col="", objectives=(), label_cols=(), unknown_behaviour="error",
+          item_table=dict(path="", file_type="auto", delimiter="", id_col="item_id",
+                          columns=()),
+          user_table=dict(path="", file_type="auto", delimiter="", id_col="user_id",
+                          columns=()),
+          min_user_events=0, min_item_events=0, dedup_consecutive=False,
+          max_events_per_user=0, split="leave_one_out", time_cutoffs=(),
+          memory_limit="2GB"),
   )
   c.model = dict(
       d_model=64, num_layers=2, num_heads=4, mlp_hidden=192,

@@ -89,12 +89,26 @@ class ParsedDataset:
   user_features: np.ndarray     # [U, F_user] int32
   item_table: np.ndarray        # [num_items + 1, F_item] int32, row 0 = padding zeros
   incomplete_users: np.ndarray  # user indices (0-based) flagged incomplete (ML-1M)
+  item_tokens: Sequence[str] | None = None   # original id of item k + 1 (None: k + 1 itself)
 
   def __len__(self) -> int:
     return self.user_ids.size
 
   def lengths(self) -> np.ndarray:
     return np.diff(self.offsets)
+
+  def examples(self):
+    """(user index, sequence) of every user, in order (the TFDS builder's input)."""
+    for index in range(len(self)):
+      yield index, self.user(index)
+
+  def original_ids(self, what: str) -> list[str]:
+    """Original user ids (row = user index) or item ids (row k = item id k + 1), as text."""
+    if what == "users":
+      return [str(u) for u in self.user_ids.tolist()]
+    if self.item_tokens is not None:
+      return list(self.item_tokens)
+    return [str(i) for i in range(1, self.spec.num_items + 1)]
 
   def user(self, index: int) -> dict[str, np.ndarray]:
     lo, hi = self.offsets[index], self.offsets[index + 1]
@@ -344,7 +358,7 @@ def parse_ml100k(directory: os.PathLike | str) -> ParsedDataset:
       spec=spec, user_ids=np.asarray([_token_order(t)[1] for t in user_tokens], np.int64),
       offsets=offsets, item_ids=item_ids, event_features=events, labels=labels,
       user_features=user_features, item_table=item_table,
-      incomplete_users=np.zeros(0, np.int64))
+      incomplete_users=np.zeros(0, np.int64), item_tokens=item_tokens)
 
 
 # ----------------------------------------------------------------------------- Beauty

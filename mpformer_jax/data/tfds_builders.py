@@ -3,32 +3,47 @@
 Why TFDS: a built dataset is versioned, self-describing and read with random access by
 `tfds.data_source` (`tfds_source.TfdsSource`), which Grain consumes directly.
 
-Layout of every builder (`ml1m`, `ml100k`, `amazon_beauty`):
+Layout of every builder (`ml1m`, `ml100k`, `amazon_beauty`, `interactions`):
+  * one BuilderConfig per input fingerprint (`fingerprint.fingerprint`: the input files, the
+    parser version and the data-shaping config), so the build lives in
+    `<tfds_dir>/<name>/<fingerprint>/<version>` and a changed input is a new build;
   * one split, `SPLIT` ("users"), one example per user, record i = user i (users sorted by
     their raw id; shuffling is disabled and the key is the user index). Features:
-    `user_id` (the raw user id, int64), `item_ids` [n] int32, `labels` [n, O] int8, and,
-    only when the dataset has any, `event_features` [n, F_event] and `user_features`
-    [F_user] int32 (TFDS cannot decode zero-width tensors, so empty groups are left out).
+    `user_id` (the raw user id when it is an integer, else the user index, int64),
+    `item_ids` [n] int32, `labels` [n, O] int8, and, only when the dataset has any,
+    `event_features` [n, F_event] and `user_features` [F_user] int32 (TFDS cannot decode
+    zero-width tensors, so empty groups are left out).
   * `info.metadata` (metadata.json beside the records) holds the small tables: `spec` (the
     `DatasetSpec` as JSON), `item_features` ([num_items + 1][F_item] side-feature table,
     row 0 = padding), `lengths` (events per user, in record order) and `incomplete_users`
     (user indices flagged in ML-1M's incomplete_users.txt).
-The raw files come from a manual directory (`DownloadConfig(manual_dir=...)`); parsing lives
-in `raw_formats`.
+  * beside them: `vocab_users.parquet` / `vocab_items.parquet` (column `id`: the original id
+    of user index k / item id k + 1, as text), `feature_vocabs.json` (side-feature values,
+    code = position + 1), `fingerprint.json` and `build_report.json`.
+TFDS writes into a temporary folder and renames it into place when done, so an interrupted
+build is never taken for a complete one. The raw files of the named datasets come from a
+manual directory; parsing lives in `raw_formats`, the generic path in `interactions`.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import os
+import resource
+import time
 from typing import Any, Callable
 
 from etils import epath
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import tensorflow_datasets as tfds
 
 from mpformer_jax.data import raw_formats
 from mpformer_jax.data import schema
+from mpformer_jax.data.interactions import InteractionLog
+from mpformer_jax.data.interactions_options import InteractionsOptions
 
 SPLIT = "users"
 DATASET_VERSION = "1.0.0"
@@ -52,8 +67,18 @@ def spec_from_json(data: dict[str, Any]) -> schema.DatasetSpec:
       objectives=tuple(data["objectives"]), behaviour_feature=data["behaviour_feature"])
 
 
+@dataclasses.dataclass(eq=False, repr=False)
+class BuildConfig(tfds.core.BuilderConfig):
+  """A build keyed by its input fingerprint (`name`); `options` for `interactions`."""
+  fingerprint: dict[str, Any] | None = None
+  options: InteractionsOptions | None = None
+
+  def __repr__(self) -> str:      # TFDS logs custom configs; the fingerprint is long
+    return f"BuildConfig(fingerprint {self.name})"
+
+
 class _SequenceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """Shared builder: parse the manual directory, store the tables, write one record per user."""
+  """Shared builder: parse the input, store the tables, write one record per user."""
 
   VERSION = tfds.core.Version(DATASET_VERSION)
   RELEASE_NOTES = {DATASET_VERSION: "One example per user; side tables in the metadata."}
@@ -72,20 +97,25 @@ class _SequenceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     builders defined in an installed package and fails where it is absent."""
     return epath.Path(inspect.getfile(cls))
 
+  def _layout(self) -> tuple[int, int, tuple[str, ...]]:
+    """(event features, user features, objectives): known before any data is read."""
+    return self.NUM_EVENT_FEATURES, self.NUM_USER_FEATURES, self.OBJECTIVES
+
   def _info(self) -> tfds.core.DatasetInfo:
+    num_event, num_user, objectives = self._layout()
     features = {
         "user_id": tfds.features.Scalar(np.int64),
         schema.SEQ_ITEM_IDS: tfds.features.Tensor(shape=(None,), dtype=np.int32,
                                                   encoding=_BYTES),
-        schema.SEQ_LABELS: tfds.features.Tensor(shape=(None, len(self.OBJECTIVES)),
+        schema.SEQ_LABELS: tfds.features.Tensor(shape=(None, len(objectives)),
                                                 dtype=np.int8, encoding=_BYTES),
     }
-    if self.NUM_EVENT_FEATURES:
+    if num_event:
       features[schema.SEQ_EVENT_FEATURES] = tfds.features.Tensor(
-          shape=(None, self.NUM_EVENT_FEATURES), dtype=np.int32, encoding=_BYTES)
-    if self.NUM_USER_FEATURES:
+          shape=(None, num_event), dtype=np.int32, encoding=_BYTES)
+    if num_user:
       features[schema.SEQ_USER_FEATURES] = tfds.features.Tensor(
-          shape=(self.NUM_USER_FEATURES,), dtype=np.int32, encoding=_BYTES)
+          shape=(num_user,), dtype=np.int32, encoding=_BYTES)
     return tfds.core.DatasetInfo(
         builder=self, description=self.DESCRIPTION, homepage=self.HOMEPAGE,
         features=tfds.features.FeaturesDict(features), disable_shuffling=True,
@@ -101,11 +131,16 @@ class _SequenceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                               f"directory is absent or empty: {e})\n{instructions}") from e
     return raw_formats.resolve_dir(self.DATASET, manual)
 
+  def _parse(self, dl_manager):
+    """The parsed dataset: `raw_formats.ParsedDataset` or `interactions.InteractionLog`."""
+    return raw_formats.PARSERS[self.DATASET](self._manual_dir(dl_manager))
+
   def _split_generators(self, dl_manager):
-    parsed = raw_formats.PARSERS[self.DATASET](self._manual_dir(dl_manager))
+    start = time.perf_counter()
+    parsed = self._parse(dl_manager)
     spec = parsed.spec
     layout = (len(spec.event_features), len(spec.user_features), spec.objectives)
-    if layout != (self.NUM_EVENT_FEATURES, self.NUM_USER_FEATURES, self.OBJECTIVES):
+    if layout != self._layout():
       raise AssertionError(f"{self.name}: parser layout {layout} differs from the builder's")
     self.info.metadata.update({
         "spec": spec_to_json(spec),
@@ -114,19 +149,34 @@ class _SequenceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         "incomplete_users": parsed.incomplete_users.tolist(),
     })
     json.dumps(dict(self.info.metadata))     # fail now, not after writing, if not JSON-able
-    return {SPLIT: self._generate_examples(parsed)}
+    folder = epath.Path(self.data_dir)
+    for what in ("users", "items"):
+      pq.write_table(pa.table({"id": parsed.original_ids(what)}),
+                     os.fspath(folder / f"vocab_{what}.parquet"))
+    vocabs = {"item": getattr(parsed, "item_vocabs", {}), "user": getattr(parsed, "user_vocabs", {})}
+    (folder / "feature_vocabs.json").write_text(json.dumps(vocabs))
+    (folder / "fingerprint.json").write_text(json.dumps(self.builder_config.fingerprint,
+                                                        indent=1))
+    return {SPLIT: self._generate_examples(parsed, start)}
 
-  def _generate_examples(self, parsed: raw_formats.ParsedDataset):
-    for index in range(len(parsed)):
-      seq = parsed.user(index)
-      example = {"user_id": int(parsed.user_ids[index]),
+  def _generate_examples(self, parsed, start: float):
+    lengths = parsed.lengths()
+    report = {"users": int(lengths.size), "items": parsed.spec.num_items,
+              "events": int(lengths.sum()), **getattr(parsed, "report", {}),
+              "name": self.name, "fingerprint": self.builder_config.name}
+    raw_ids = None if isinstance(parsed, InteractionLog) else parsed.user_ids
+    for index, seq in parsed.examples():
+      example = {"user_id": index if raw_ids is None else int(raw_ids[index]),
                  schema.SEQ_ITEM_IDS: seq[schema.SEQ_ITEM_IDS],
                  schema.SEQ_LABELS: seq[schema.SEQ_LABELS]}
-      if self.NUM_EVENT_FEATURES:
+      if seq[schema.SEQ_EVENT_FEATURES].shape[-1]:
         example[schema.SEQ_EVENT_FEATURES] = seq[schema.SEQ_EVENT_FEATURES]
-      if self.NUM_USER_FEATURES:
+      if seq[schema.SEQ_USER_FEATURES].shape[-1]:
         example[schema.SEQ_USER_FEATURES] = seq[schema.SEQ_USER_FEATURES]
       yield index, example
+    report["seconds"] = time.perf_counter() - start
+    report["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    (epath.Path(self.data_dir) / "build_report.json").write_text(json.dumps(report, indent=1))
 
 
 class Ml1m(_SequenceBuilder):
@@ -164,5 +214,27 @@ class AmazonBeauty(_SequenceBuilder):
   OBJECTIVES = ("purchase",)
 
 
+class Interactions(_SequenceBuilder):
+  """Your own interaction log, sequence file or pair file (`config.data.interactions`)."""
+
+  DATASET = "interactions"
+  DESCRIPTION = ("A user's own interaction log, one example per user; vocabularies map dense "
+                 "ids back to the original ids (vocab_*.parquet).")
+
+  @property
+  def _options(self) -> InteractionsOptions:
+    return self.builder_config.options
+
+  def _layout(self) -> tuple[int, int, tuple[str, ...]]:
+    o = self._options
+    users = len(o.user_table.columns) if o.user_table else 0
+    return len(o.event_features()), users, o.objectives
+
+  def _parse(self, dl_manager) -> InteractionLog:
+    del dl_manager
+    return InteractionLog(self._options, name=self.name)
+
+
 BUILDERS: dict[str, Callable[..., _SequenceBuilder]] = {
-    "ml1m": Ml1m, "ml100k": Ml100k, "amazon_beauty": AmazonBeauty}
+    "ml1m": Ml1m, "ml100k": Ml100k, "amazon_beauty": AmazonBeauty,
+    "interactions": Interactions}

@@ -10,15 +10,22 @@ import os
 import threading
 from typing import Mapping
 
+from absl import logging
+from etils import epath
 import numpy as np
+import pyarrow.parquet as pq
 import tensorflow_datasets as tfds
 
+from mpformer_jax.data import interactions
 from mpformer_jax.data import raw_formats
 from mpformer_jax.data import schema
 from mpformer_jax.data import tfds_builders
+from mpformer_jax.data.fingerprint import fingerprint
+from mpformer_jax.data.interactions_options import InteractionsOptions
 
 DATASETS = tuple(tfds_builders.BUILDERS)
 RAW_DATA_ENV = "MPFORMER_DATA"       # folder holding ml-1m/, ml-100k/, amazon-beauty/
+PARSER_VERSION = "raw_formats-1"     # bump when a raw_formats parser changes its output
 
 
 class TfdsSource:
@@ -30,14 +37,14 @@ class TfdsSource:
   reporting metrics on complete users only.
   """
 
-  def __init__(self, name: str, data_dir: os.PathLike | str | None = None,
-               cache: bool = True):
-    builder = tfds.builder(name, data_dir=data_dir)
-    if not (builder.data_path.exists() and builder.is_prepared()):
-      raise FileNotFoundError(f"dataset {name!r} is not built in {builder.data_dir}; "
-                              "build it with tfds_source.load_source")
+  def __init__(self, builder_dir: os.PathLike | str, cache: bool = True):
+    builder_dir = epath.Path(builder_dir)
+    if not (builder_dir / "dataset_info.json").exists():
+      raise FileNotFoundError(f"no built dataset in {builder_dir}; build it with "
+                              "tfds_source.load_source or `python -m launch.prepare`")
+    builder = tfds.builder_from_directory(builder_dir)
     meta = builder.info.metadata
-    self.name, self.data_dir = name, os.fspath(builder.data_dir)
+    self.name, self.data_dir = builder.name, os.fspath(builder_dir)
     self.spec = tfds_builders.spec_from_json(meta["spec"])
     n_item = len(self.spec.item_features)
     self._item_table = np.asarray(meta["item_features"], np.int32).reshape(
@@ -46,14 +53,20 @@ class TfdsSource:
     self._lengths = np.asarray(meta["lengths"], np.int64)
     self._lengths.setflags(write=False)
     self.incomplete_users = np.asarray(meta["incomplete_users"], np.int64)
-    self._records = tfds.data_source(name, split=tfds_builders.SPLIT,
-                                     data_dir=builder.data_dir_root, download=False)
+    self._records = builder.as_data_source(split=tfds_builders.SPLIT)
     if len(self._records) != self._lengths.size:
       raise ValueError(f"{self.data_dir}: {len(self._records)} records but metadata lists "
                        f"{self._lengths.size} users; rebuild the dataset")
     self._cache_enabled = cache
     self._cache: dict[int, dict[str, np.ndarray]] = {}
     self._lock = threading.Lock()
+
+  def original_ids(self, what: str) -> np.ndarray:
+    """Original ids as text: of user index k ("users") or of item id k + 1 ("items")."""
+    if what not in ("users", "items"):
+      raise ValueError(f"original_ids: what={what!r}; use 'users' or 'items'")
+    path = os.path.join(self.data_dir, f"vocab_{what}.parquet")
+    return np.asarray(pq.read_table(path)["id"].to_pylist(), dtype=object)
 
   def __len__(self) -> int:
     return self._lengths.size
@@ -116,33 +129,53 @@ def default_raw_dir() -> str | None:
   return os.environ.get(RAW_DATA_ENV) or None
 
 
-def build(name: str, data_dir: os.PathLike | str | None = None,
-          manual_dir: os.PathLike | str | None = None) -> tfds.core.DatasetBuilder:
-  """Build dataset `name` into `data_dir` unless already built; returns the builder.
-
-  `manual_dir` (default: $MPFORMER_DATA) is the dataset folder or one holding it as ml-1m/,
-  ml-100k/ or amazon-beauty/. `data_dir` None means TFDS's default ($TFDS_DATA_DIR or
-  ~/tensorflow_datasets).
-  """
+def _builder(data_cfg) -> tfds_builders._SequenceBuilder:  # pylint: disable=protected-access
+  """The builder of `config.data`, keyed by the fingerprint of its inputs."""
+  name = data_cfg.name
   if name not in tfds_builders.BUILDERS:
     raise ValueError(f"unknown TFDS dataset {name!r}; choose one of {DATASETS}")
-  builder = tfds_builders.BUILDERS[name](data_dir=data_dir, file_format="array_record")
-  if builder.data_path.exists():    # TFDS renames a finished build into place
-    return builder
-  manual_dir = manual_dir or default_raw_dir()
-  if not manual_dir:
-    raise FileNotFoundError(
-        f"dataset {name!r} is not built in {builder.data_dir_root} and no raw data folder is "
-        f"given: set config data.dir or ${RAW_DATA_ENV}\n{raw_formats.INSTRUCTIONS[name]}")
-  folder = raw_formats.resolve_dir(name, manual_dir)
-  raw_formats.check_files(folder, raw_formats.FILES[name], raw_formats.INSTRUCTIONS[name])
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=folder))
+  data_dir = data_cfg.get("tfds_dir", "") or None
+  options = None
+  if name == "interactions":
+    options = InteractionsOptions.from_config(data_cfg.interactions)
+    inputs = [options.path] + [t.path for t in (options.item_table, options.user_table) if t]
+    key, record = fingerprint(inputs, interactions.PARSER_VERSION, options.shaping())
+    manual = None
+  else:
+    manual = data_cfg.get("dir", "") or default_raw_dir()
+    if not manual:
+      raise FileNotFoundError(
+          f"dataset {name!r}: no raw data folder is given: set config data.dir or "
+          f"${RAW_DATA_ENV}\n{raw_formats.INSTRUCTIONS[name]}")
+    manual = raw_formats.resolve_dir(name, manual)
+    raw_formats.check_files(manual, raw_formats.FILES[name], raw_formats.INSTRUCTIONS[name])
+    key, record = fingerprint([manual], PARSER_VERSION)
+  config = tfds_builders.BuildConfig(name=key, fingerprint=record, options=options,
+                                     description=f"inputs fingerprinted as {key}")
+  builder = tfds_builders.BUILDERS[name](data_dir=data_dir, config=config,
+                                         file_format="array_record")
+  builder.manual_folder = manual
   return builder
 
 
-def load_source(name: str, data_dir: os.PathLike | str | None = None,
-                manual_dir: os.PathLike | str | None = None, cache: bool = True) -> TfdsSource:
-  """Build `name` if needed (see `build`) and open it as a `TfdsSource`."""
-  builder = build(name, data_dir, manual_dir)
-  return TfdsSource(name, data_dir=builder.data_dir_root, cache=cache)
+def build(data_cfg) -> tfds.core.DatasetBuilder:
+  """Build `config.data`'s dataset unless a build of exactly these inputs exists.
+
+  The named datasets read their raw files from `data.dir` (default: $MPFORMER_DATA): the
+  dataset folder or one holding it as ml-1m/, ml-100k/ or amazon-beauty/; `interactions`
+  reads `data.interactions`. `data.tfds_dir` "" means TFDS's default ($TFDS_DATA_DIR or
+  ~/tensorflow_datasets). Returns the prepared builder; its `data_path` is the build.
+  """
+  builder = _builder(data_cfg)
+  if builder.data_path.exists():    # TFDS renames a finished build into place
+    return builder
+  logging.info("building %s into %s", builder.name, builder.data_path)
+  download = (tfds.download.DownloadConfig(manual_dir=builder.manual_folder)
+              if builder.manual_folder else None)
+  builder.download_and_prepare(download_config=download)
+  return builder
+
+
+def load_source(data_cfg, cache: bool = True) -> TfdsSource:
+  """Build `config.data`'s dataset if needed (see `build`) and open it as a `TfdsSource`."""
+  return TfdsSource(build(data_cfg).data_path, cache=cache)

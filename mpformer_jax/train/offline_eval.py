@@ -173,16 +173,17 @@ def _build(config, split: str):
   schema.validate_batch(source.spec, examples)
   layout = Layout.from_config(config)
   evaluator = Evaluator(model, pipeline.item_corpus_features(source), config.eval, layout)
-  return model, examples, layout, evaluator
+  return model, examples, layout, evaluator, source
 
 
-def _restore(config, workdir: str, split: str):
-  """(model, examples, evaluator, params, step) of the latest checkpoint in `workdir`."""
+def _restore(config, workdir: str, split: str, with_source: bool = False):
+  """(model, examples, evaluator, params, step[, source]) of the latest checkpoint."""
   checkpoint_dir(workdir)  # fail before building any data
-  model, examples, layout, evaluator = _build(config, split)
+  model, examples, layout, evaluator, source = _build(config, split)
   params, step = restore_params(config, workdir, model,
                                 {k: v[:2] for k, v in examples.items()}, layout)
-  return model, examples, evaluator, params, step
+  out = (model, examples, evaluator, params, step)
+  return out + (source,) if with_source else out
 
 
 def evaluate(config, workdir: str, retrieval: str = "exact", split: str = "test"
@@ -268,6 +269,42 @@ def export_embeddings(config, workdir: str, path: str, split: str = "test") -> d
   logging.info("wrote %s: items %s, queries %s (step %d)", path, items.shape, queries.shape,
                step)
   return dict(step=step, items=items.shape, queries=queries.shape)
+
+
+def original_ids(source, what: str, dense: np.ndarray) -> np.ndarray:
+  """Dense user indices or item ids (1..N) as the original ids of the source's input files
+  (`vocab_*.parquet` of a TFDS build); the synthetic platform's ids are their own."""
+  if hasattr(source, "original_ids"):
+    return source.original_ids(what)[dense if what == "users" else dense - 1]
+  return np.asarray([str(x) for x in np.asarray(dense).ravel()], object).reshape(dense.shape)
+
+
+def top_items(config, workdir: str, n: int, split: str = "test",
+              remove_seen: bool = False) -> str:
+  """Writes `<workdir>/top_items_<split>.jsonl`: per held-out user and objective, the top-`n`
+  items (exact retrieval) as original ids, with scores. Returns the path."""
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  model, examples, evaluator, params, step, source = _restore(config, workdir, split, True)
+  items = evaluator.corpus(params)
+  users = evaluator.users(params, examples)  # [U, O, J, d]
+  exclude = jnp.asarray(examples[schema.HISTORY_IDS]) if remove_seen else None
+  user_ids = original_ids(source, "users", np.asarray(examples[schema.USER_INDEX]))
+  path = os.path.join(workdir, f"top_items_{split}.jsonl")
+  with open(path, "w") as f:
+    for o, name in enumerate(model.cfg.objectives):
+      for idx in _user_batches(users.shape[0], config.eval.batch_size):
+        scores, ids = jax.device_get(exact_top_k(
+            jnp.take(users[:, o], idx, axis=0), items, n,
+            block_size=config.eval.item_block_size,
+            exclude_ids=None if exclude is None else exclude[idx]))
+        names = original_ids(source, "items", np.maximum(ids, 1))
+        for row in np.unique(idx):
+          b = int(np.flatnonzero(idx == row)[0])
+          f.write(json.dumps({"user": str(user_ids[row]), "objective": name, "step": step,
+                              "items": [str(x) for x in names[b]],
+                              "scores": [round(float(x), 6) for x in scores[b]]}) + "\n")
+  logging.info("wrote %s", path)
+  return path
 
 
 def format_table(result: dict[str, Any], objectives) -> str:
