@@ -274,10 +274,11 @@ def readme_section(rows: list[dict], png_rel: str, quick: bool = False) -> str:
   machines = sorted({f"{r['machine']['cpu']} ({r['machine']['cores']} cores, "
                      f"{_mb(r['machine']['ram_bytes'])} MB RAM)" for r in rows})
   out = [README_START, "## Dataset build at scale", "",
-         f"`python benchmarks/prepare.py{' --quick' if quick else ''}` on {', '.join(machines)}: `python -m launch.prepare "
-         "--config=configs/interactions.py` on a synthetic CSV log (`user_id,item_id,timestamp,"
-         "event`; string ids; view/cart/fav/buy ~80/10/5/5%; items Zipf(1.1) over events/50; "
-         "~events/100 users of lognormal lengths; users interleaved), one fresh subprocess and "
+         f"`python benchmarks/prepare.py{' --quick' if quick else ''}` on "
+         f"{', '.join(machines)}: `python -m launch.prepare --config=configs/interactions.py` "
+         "on a synthetic CSV log (`user_id,item_id,timestamp,event`; string ids; "
+         "view/cart/fav/buy ~80/10/5/5%; items Zipf(1.1) over events/50; ~events/100 users "
+         "of lognormal lengths; users interleaved), one fresh subprocess and "
          "dataset directory per size. Users, items and kept events are the build's (after "
          "its filters); build s, rows/s (= rows read / build s) and peak RSS are from the "
          "build's report; child peak RSS is the whole subprocess's (os.wait4). Generation s = "

@@ -83,7 +83,10 @@ def test_export_embeddings_reproduce_the_evaluation(trained, tmp_path):
     items, queries = f["items"], f["queries"]
   assert items.shape == (501, 32) and queries.shape == (300 * 4, 2, 32)
   assert np.isfinite(items).all() and np.isfinite(queries).all()
-  _, examples, _, _ = offline_eval._build(_config(), "test")  # pylint: disable=protected-access
+  with np.load(path) as f:      # original ids (the synthetic platform's are its own)
+    assert list(f["item_ids"][:3]) == ["", "1", "2"] and f["query_user_ids"].shape == (1200,)
+    assert list(f["objectives"][:5]) == ["click", "long_view", "like", "follow", "click"]
+  _, examples, _, _, _ = offline_eval._build(_config(), "test")  # pylint: disable=protected-access
   click = queries.reshape(300, 4, 2, 32)[:, 0]
   scores = (click @ items[1:].T).max(1)  # [U, N]: max over interests, padding row dropped
   targets = examples[schema.TARGET_ID]

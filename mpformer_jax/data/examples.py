@@ -1,15 +1,20 @@
-"""Leave-one-out examples: (user, target position) pairs -> fixed-shape schema batches.
+"""Held-out splits and examples: (user, target position) pairs -> fixed-shape schema batches.
 
-Split (DESIGN 3): for a user with n events (0-indexed) the event at n - 1 is the test target,
-n - 2 the validation target and positions 1..n-3 are training targets, so users with n < 4
-give no training example. The example for target position p has the history
-events[max(0, p - max_len):p], left-padded to max_len (newest event in the last column).
+Split (DESIGN 3), per user as `SplitPoints`: training targets are positions
+1..train_end - 1, and `valid` / `test` are the held-out target positions (-1: none).
+Leave-one-out (the default, derived from the lengths): for a user with n events (0-indexed)
+the event at n - 1 is the test target, n - 2 the validation target and positions 1..n-3 are
+training targets, so users with n < 4 give no example. A source may define its own split
+(`source.split_points()`, e.g. a global time cut-off of `data.interactions`). The example for
+target position p has the history events[max(0, p - max_len):p], left-padded to max_len
+(newest event in the last column).
 
 Why batched: building B examples at once lets one vectorised `item_features` call cover the
 whole [B, max_len] history, which dominates the per-example cost otherwise.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Mapping
 
 import numpy as np
@@ -17,12 +22,43 @@ import numpy as np
 from mpformer_jax.data import schema
 
 MIN_EVENTS_FOR_TRAINING = 4     # 1 history event + 1 train target + valid + test targets
-SPLIT_OFFSETS = {"valid": 2, "test": 1}     # target position = n - offset
+SPLITS = ("valid", "test")
 
 
-def num_train_examples(lengths: np.ndarray) -> np.ndarray:
-  """Training examples per user: n - 3 targets (positions 1..n-3), 0 if n < 4."""
-  return np.maximum(np.asarray(lengths, np.int64) - (MIN_EVENTS_FOR_TRAINING - 1), 0)
+@dataclasses.dataclass(frozen=True)
+class SplitPoints:
+  """Per user: train targets at positions 1..train_end - 1; `valid` / `test` positions."""
+  train_end: np.ndarray     # [U] int64
+  valid: np.ndarray         # [U] int64, -1 = no validation target
+  test: np.ndarray          # [U] int64, -1 = no test target
+
+  @classmethod
+  def leave_one_out(cls, lengths: np.ndarray) -> SplitPoints:
+    n = np.asarray(lengths, np.int64)
+    ok = n >= MIN_EVENTS_FOR_TRAINING
+    return cls(train_end=np.where(ok, n - 2, 0), valid=np.where(ok, n - 2, -1),
+               test=np.where(ok, n - 1, -1))
+
+  @classmethod
+  def of(cls, source) -> SplitPoints:
+    """The source's own split if it defines one, else leave-one-out on its lengths."""
+    if hasattr(source, "split_points"):
+      return source.split_points()
+    return cls.leave_one_out(source.lengths())
+
+  def positions(self, split: str) -> np.ndarray:
+    if split not in SPLITS:
+      raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    return self.valid if split == "valid" else self.test
+
+  def users(self, split: str) -> np.ndarray:
+    """Users with a target in `split` (int64 indices, ascending)."""
+    return np.flatnonzero(self.positions(split) >= 1)
+
+
+def num_train_examples(train_end: np.ndarray) -> np.ndarray:
+  """Training examples per user: positions 1..train_end - 1."""
+  return np.maximum(np.asarray(train_end, np.int64) - 1, 0)
 
 
 class ExampleIndex:
@@ -32,20 +68,19 @@ class ExampleIndex:
   lookup is one `np.searchsorted`.
   """
 
-  def __init__(self, lengths: np.ndarray):
-    counts = num_train_examples(lengths)
+  def __init__(self, train_end: np.ndarray):
+    counts = num_train_examples(train_end)
     if counts.ndim != 1:
       raise ValueError(f"lengths must be 1-D, got shape {counts.shape}")
     self._ends = np.cumsum(counts, dtype=np.int64)    # exclusive end of each user's block
     self._starts = self._ends - counts
     if self.num_examples == 0:
-      raise ValueError("no training examples: every user has fewer than "
-                       f"{MIN_EVENTS_FOR_TRAINING} events (lengths max "
-                       f"{int(np.max(lengths, initial=0))})")
+      raise ValueError("no training examples: no user has a training target (leave-one-out "
+                       f"needs users with {MIN_EVENTS_FOR_TRAINING} or more events)")
 
   @classmethod
   def from_source(cls, source: schema.SequenceSource) -> ExampleIndex:
-    return cls(source.lengths())
+    return cls(SplitPoints.of(source).train_end)
 
   @property
   def num_examples(self) -> int:
@@ -154,17 +189,15 @@ def make_example(source: schema.SequenceSource, user: int, position: int, max_le
   return {key: value[0] for key, value in batch.items()}
 
 
-def split_positions(lengths: np.ndarray, users: np.ndarray, split: str) -> np.ndarray:
-  """Target positions of `split` ("valid": n - 2, "test": n - 1) for users with n >= 4."""
-  if split not in SPLIT_OFFSETS:
-    raise ValueError(f"split must be one of {tuple(SPLIT_OFFSETS)}, got {split!r}")
+def split_positions(points: SplitPoints, users: np.ndarray, split: str) -> np.ndarray:
+  """Target positions of `split` for `users`; an error names a user without one."""
+  positions = points.positions(split)
   users = np.asarray(users, np.int64)
-  if users.size and (users.min() < 0 or users.max() >= len(lengths)):
-    bad = users[(users < 0) | (users >= len(lengths))][0]
-    raise ValueError(f"users: user index {int(bad)} out of range [0, {len(lengths)})")
-  n = np.asarray(lengths, np.int64)[users]
-  short = n < MIN_EVENTS_FOR_TRAINING
-  if short.any():
-    raise ValueError(f"users: user {int(users[short][0])} has {int(n[short][0])} events; "
-                     f"evaluation needs >= {MIN_EVENTS_FOR_TRAINING}")
-  return n - SPLIT_OFFSETS[split]
+  if users.size and (users.min() < 0 or users.max() >= len(positions)):
+    bad = users[(users < 0) | (users >= len(positions))][0]
+    raise ValueError(f"users: user index {int(bad)} out of range [0, {len(positions)})")
+  out = positions[users]
+  if (out < 1).any():
+    raise ValueError(f"users: user {int(users[out < 1][0])} has no {split} target (leave-one-"
+                     f"out needs >= {MIN_EVENTS_FOR_TRAINING} events)")
+  return out

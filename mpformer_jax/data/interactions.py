@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mpformer_jax.data import log_readers, schema
+from mpformer_jax.data.examples import SplitPoints, num_train_examples
 from mpformer_jax.data.interactions_options import InteractionsOptions, SideTable
 from mpformer_jax.data.log_readers import ROW, InputError
 from mpformer_jax.data.synthetic import GAP_EDGES_S
@@ -236,11 +237,10 @@ class InteractionLog:
 
   def _shape(self) -> None:
     o = self.opts
-    window = "WINDOW w AS (PARTITION BY u ORDER BY t, r)"
     if o.dedup_consecutive:
       self._replace("consecutive_duplicate",
-                    "SELECT * FROM ev QUALIFY NOT coalesce(lag(i) OVER w = i AND "
-                    f"lag(bits) OVER w = bits, false) {window}")
+                    "SELECT * FROM ev WINDOW w AS (PARTITION BY u ORDER BY t, r) QUALIFY NOT "
+                    "coalesce(lag(i) OVER w = i AND lag(bits) OVER w = bits, false)")
     if o.min_user_events > 1 or o.min_item_events > 1:
       while True:
         before = self._events()
@@ -279,8 +279,34 @@ class InteractionLog:
         events_per_objective=dict(zip(self.objectives, map(int, per_objective))),
         length_percentiles={"min": int(self._lengths.min()), "p50": float(pct[0]),
                             "p90": float(pct[1]), "p99": float(pct[2]),
-                            "max": int(self._lengths.max())},
-        users_below_4_events=int((self._lengths < 4).sum()))
+                            "max": int(self._lengths.max())})
+    self._split_points = None
+    if self.opts.split == "time":
+      valid_start, test_start = self.opts.time_cutoffs
+      counts = self._db.execute(
+          "SELECT count_if(t < $1)::BIGINT AS before_valid, count_if(t < $2)::BIGINT AS "
+          "before_test FROM ev JOIN users USING (u) GROUP BY uid ORDER BY uid",
+          [valid_start, test_start]).fetchnumpy()
+      train_end, before_test = counts["before_valid"], counts["before_test"]
+      n = self._lengths
+      valid = np.where((train_end < before_test) & (train_end >= 1), train_end, -1)
+      test = np.where((before_test < n) & (before_test >= 1), before_test, -1)
+      self._split_points = SplitPoints(train_end=train_end.astype(np.int64),
+                                                valid=valid.astype(np.int64),
+                                                test=test.astype(np.int64))
+    points = self.split_points()
+    self.report.update(
+        split=self.opts.split,
+        train_examples=int(num_train_examples(points.train_end).sum()),
+        valid_users=int(points.users("valid").size), test_users=int(points.users("test").size))
+    if self.opts.split == "leave_one_out":
+      self.report["users_below_4_events"] = int((self._lengths < 4).sum())
+
+  def split_points(self) -> SplitPoints:
+    """The held-out split: a global time cut-off, or leave-one-out on the lengths."""
+    if self._split_points is not None:
+      return self._split_points
+    return SplitPoints.leave_one_out(self._lengths)
 
   def lengths(self) -> np.ndarray:
     """[users] int64 events per user, in user-index order."""

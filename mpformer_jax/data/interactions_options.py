@@ -9,11 +9,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
+import numpy as np
+
 from mpformer_jax.data.log_readers import FILE_TYPES, TableFormat
 from mpformer_jax.data.synthetic import GAP_EDGES_S
 
 FORMATS = ("log", "sequences", "pairs")
-SPLITS = ("leave_one_out",)
+SPLITS = ("leave_one_out", "time")
 UNKNOWN_BEHAVIOUR = ("error", "drop")
 DEFAULT_OBJECTIVE = "interaction"   # the one objective of a log without behaviours or labels
 MAX_OBJECTIVES = 8                  # the behaviour feature is a bitmask over objectives
@@ -71,6 +73,7 @@ class InteractionsOptions:
   dedup_consecutive: bool
   max_events_per_user: int
   split: str
+  time_cutoffs: tuple[float, ...]    # split="time": (validation start, test start), seconds
   memory_limit: str
 
   @classmethod
@@ -82,9 +85,10 @@ class InteractionsOptions:
       raise ValueError(f"data.interactions.format={cfg['format']!r}; use one of {FORMATS}")
     if cfg["split"] not in SPLITS:
       raise ValueError(f"data.interactions.split={cfg['split']!r}; use one of {SPLITS}")
-    if cfg["time_cutoffs"]:
-      raise ValueError("data.interactions.time_cutoffs: the global time split is not "
-                       "implemented yet; use split='leave_one_out'")
+    cutoffs = _time_cutoffs(cfg) if cfg["split"] == "time" else ()
+    if cfg["split"] != "time" and cfg["time_cutoffs"]:
+      raise ValueError("data.interactions.time_cutoffs is set but split is "
+                       f"{cfg['split']!r}; set split='time' to use it")
     if cfg["unknown_behaviour"] not in UNKNOWN_BEHAVIOUR:
       raise ValueError(f"data.interactions.unknown_behaviour={cfg['unknown_behaviour']!r}; use "
                        f"one of {UNKNOWN_BEHAVIOUR}")
@@ -122,7 +126,7 @@ class InteractionsOptions:
         min_user_events=int(cfg["min_user_events"]), min_item_events=int(cfg["min_item_events"]),
         dedup_consecutive=bool(cfg["dedup_consecutive"]),
         max_events_per_user=int(cfg["max_events_per_user"]), split=cfg["split"],
-        memory_limit=str(cfg["memory_limit"]))
+        time_cutoffs=cutoffs, memory_limit=str(cfg["memory_limit"]))
 
   @property
   def objectives(self) -> tuple[str, ...]:
@@ -148,6 +152,30 @@ class InteractionsOptions:
     out = dataclasses.asdict(self)
     out.pop("memory_limit")
     return out
+
+
+def _time_cutoffs(cfg) -> tuple[float, float]:
+  """(validation start, test start) in seconds; date-times (ISO-8601) as UTC seconds."""
+  where = "data.interactions.time_cutoffs"
+  if not cfg["time_col"]:
+    raise ValueError("data.interactions.split='time' needs time_col (the cut-offs are times)")
+  values = tuple(cfg["time_cutoffs"])
+  if len(values) != 2:
+    raise ValueError(f"{where} must be (validation start, test start), got {values!r}")
+  out = []
+  for value in values:
+    if isinstance(value, (int, float)):
+      out.append(float(value))
+      continue
+    try:
+      out.append(float(np.datetime64(str(value), "us").astype(np.int64)) / 1e6)
+    except ValueError:
+      raise ValueError(f"{where}: {value!r} is neither a number of seconds nor an ISO-8601 "
+                       "date-time") from None
+  if not out[0] < out[1]:
+    raise ValueError(f"{where}: the validation start {values[0]!r} must come before the test "
+                     f"start {values[1]!r}")
+  return out[0], out[1]
 
 
 def _behaviour_objectives(value) -> tuple[tuple[str, tuple[str, ...]], ...]:

@@ -220,7 +220,7 @@ def read_sequences(path: os.PathLike | str, pairs: bool
         counts = pc.list_value_length(tokens)
         lines = pa.array(np.arange(line0, line0 + batch.num_rows, dtype=np.int64))
         line0 += batch.num_rows
-        keep = pc.greater(counts, 0)
+        keep = pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(batch.column(0))), 0)
         wrong = pc.and_(keep, pc.not_equal(counts, 2) if pairs else pc.less(counts, 2))
         if pc.any(wrong).as_py():
           at = pc.index(wrong, True).as_py()

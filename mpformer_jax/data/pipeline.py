@@ -28,14 +28,14 @@ def _subset_users(num_users: int, max_users: int | None) -> np.ndarray:
 
 def popularity_counts(source: schema.SequenceSource, *,
                       max_users: int | None = DEFAULT_LOGQ_USERS) -> np.ndarray:
-  """[num_items + 1] int64 counts of each item among training targets (positions 1..n-3).
+  """[num_items + 1] int64 counts of each item among training targets (`SplitPoints`).
 
   Uses up to `max_users` evenly spaced users; also the popularity baseline's scores.
   """
   spec = source.spec
-  lengths = source.lengths()
-  users = _subset_users(len(lengths), max_users)
-  users = users[lengths[users] >= examples.MIN_EVENTS_FOR_TRAINING]
+  train_end = examples.SplitPoints.of(source).train_end
+  users = _subset_users(len(train_end), max_users)
+  users = users[train_end[users] >= 2]
   counts = np.zeros(spec.item_vocab_size, np.int64)
   chunk: list[np.ndarray] = []
   for i, user in enumerate(users.tolist()):
@@ -43,7 +43,7 @@ def popularity_counts(source: schema.SequenceSource, *,
     ids = np.asarray(seq[schema.SEQ_ITEM_IDS])
     if i == 0 or ids.min() < 1 or ids.max() > spec.num_items:
       schema.validate_sequence(spec, seq, user)
-    chunk.append(ids[1:len(ids) - 2])
+    chunk.append(ids[1:train_end[user]])
     if len(chunk) == 4096:
       counts += np.bincount(np.concatenate(chunk), minlength=spec.item_vocab_size)
       chunk = []
@@ -61,8 +61,8 @@ def target_log_q(source: schema.SequenceSource, *,
   """
   counts = popularity_counts(source, max_users=max_users).astype(np.float64)
   if counts.sum() == 0:
-    raise ValueError("target_log_q: no training targets (every user has fewer than "
-                     f"{examples.MIN_EVENTS_FOR_TRAINING} events)")
+    raise ValueError("target_log_q: no training targets (leave-one-out needs users with "
+                     f"{examples.MIN_EVENTS_FOR_TRAINING} or more events)")
   return np.log((counts + 1.0) / (counts.sum() + counts.size)).astype(np.float32)
 
 
@@ -141,9 +141,9 @@ def train_iterator(source: schema.SequenceSource, *, max_len: int, batch_size: i
   return iter(ds.to_iter_dataset(options))
 
 
-def eval_users(source: schema.SequenceSource) -> np.ndarray:
-  """Users with a validation and a test target: n >= 4 (int64 indices)."""
-  return np.flatnonzero(source.lengths() >= examples.MIN_EVENTS_FOR_TRAINING)
+def eval_users(source: schema.SequenceSource, split: str) -> np.ndarray:
+  """Users with a `split` target (leave-one-out: n >= 4), int64 indices."""
+  return examples.SplitPoints.of(source).users(split)
 
 
 def eval_examples(source: schema.SequenceSource, *, split: str, max_len: int,
@@ -151,15 +151,16 @@ def eval_examples(source: schema.SequenceSource, *, split: str, max_len: int,
                   chunk_size: int = 1024) -> dict[str, np.ndarray]:
   """One example per user for `split` ("valid" or "test"), stacked (schema batch keys).
 
-  `users` defaults to every user with n >= 4; the validation target is event n - 2 (history
-  up to n - 3), the test target event n - 1 (history includes the validation event).
+  `users` defaults to every user with a `split` target (`examples.SplitPoints`; leave-one-out:
+  the validation target is event n - 2, the test target event n - 1, whose history includes
+  the validation event).
   """
   if users is None:
-    users = eval_users(source)
+    users = eval_users(source, split)
   users = np.asarray(users, np.int64).reshape(-1)
   if users.size == 0:
     raise ValueError("eval_examples: no users to evaluate")
-  positions = examples.split_positions(source.lengths(), users, split)
+  positions = examples.split_positions(examples.SplitPoints.of(source), users, split)
   table = examples.check_logq_table(source.spec, logq_table)
   parts = [examples.make_examples(source, users[lo:lo + chunk_size],
                                   positions[lo:lo + chunk_size], max_len, table)

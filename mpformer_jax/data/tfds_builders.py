@@ -39,6 +39,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core import naming
+from tensorflow_datasets.core import splits as splits_lib
+from array_record.python.array_record_module import ArrayRecordWriter
 
 from mpformer_jax.data import raw_formats
 from mpformer_jax.data import schema
@@ -46,6 +49,7 @@ from mpformer_jax.data.interactions import InteractionLog
 from mpformer_jax.data.interactions_options import InteractionsOptions
 
 SPLIT = "users"
+EXAMPLES_PER_SHARD = 100_000     # users per array_record shard
 DATASET_VERSION = "1.0.0"
 _BYTES = tfds.features.Encoding.BYTES     # raw little-endian bytes: no int64 upcast on disk
 
@@ -148,6 +152,10 @@ class _SequenceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         "lengths": parsed.lengths().tolist(),
         "incomplete_users": parsed.incomplete_users.tolist(),
     })
+    if getattr(parsed, "opts", None) is not None and parsed.opts.split != "leave_one_out":
+      points = parsed.split_points()
+      self.info.metadata["split_points"] = {k: getattr(points, k).tolist()
+                                            for k in ("train_end", "valid", "test")}
     json.dumps(dict(self.info.metadata))     # fail now, not after writing, if not JSON-able
     folder = epath.Path(self.data_dir)
     for what in ("users", "items"):
@@ -158,6 +166,40 @@ class _SequenceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     (folder / "fingerprint.json").write_text(json.dumps(self.builder_config.fingerprint,
                                                         indent=1))
     return {SPLIT: self._generate_examples(parsed, start)}
+
+  def _download_and_prepare(self, dl_manager, download_config=None):
+    """Writes the examples in user order, shard by shard, straight to array_record.
+
+    Why not the GeneratorBasedBuilder default: its writer buffers every serialized example
+    to sort them, in memory up to 1 GB and past that in temporary files opened through
+    TensorFlow, which we do not install; our examples arrive in key order already. TFDS's
+    `download_and_prepare` still writes into a temporary folder, the dataset info, and
+    renames the folder into place at the end.
+    """
+    del download_config
+    examples = self._split_generators(dl_manager)[SPLIT]
+    num_shards = max(1, -(-len(self.info.metadata["lengths"]) // EXAMPLES_PER_SHARD))
+    template = naming.ShardedFileTemplate(data_dir=self.data_dir, dataset_name=self.name,
+                                          split=SPLIT, filetype_suffix="array_record")
+    shard_lengths, num_bytes, writer = [], 0, None
+    try:
+      for index, example in examples:
+        if index // EXAMPLES_PER_SHARD == len(shard_lengths):
+          if writer is not None:
+            writer.close()
+          path = template.sharded_filepath(shard_index=len(shard_lengths), num_shards=num_shards)
+          writer = ArrayRecordWriter(os.fspath(path), "group_size:1")
+          shard_lengths.append(0)
+        data = self.info.features.serialize_example(example)
+        writer.write(data)
+        shard_lengths[-1] += 1
+        num_bytes += len(data)
+    finally:
+      if writer is not None:
+        writer.close()
+    self.info.set_splits(splits_lib.SplitDict([splits_lib.SplitInfo(
+        name=SPLIT, shard_lengths=shard_lengths, num_bytes=num_bytes,
+        filename_template=template)]))
 
   def _generate_examples(self, parsed, start: float):
     lengths = parsed.lengths()

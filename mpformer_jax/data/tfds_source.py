@@ -20,6 +20,7 @@ from mpformer_jax.data import interactions
 from mpformer_jax.data import raw_formats
 from mpformer_jax.data import schema
 from mpformer_jax.data import tfds_builders
+from mpformer_jax.data.examples import SplitPoints
 from mpformer_jax.data.fingerprint import fingerprint
 from mpformer_jax.data.interactions_options import InteractionsOptions
 
@@ -53,6 +54,9 @@ class TfdsSource:
     self._lengths = np.asarray(meta["lengths"], np.int64)
     self._lengths.setflags(write=False)
     self.incomplete_users = np.asarray(meta["incomplete_users"], np.int64)
+    points = meta.get("split_points")
+    self._split_points = (SplitPoints(**{k: np.asarray(v, np.int64) for k, v in points.items()})
+                          if points else SplitPoints.leave_one_out(self._lengths))
     self._records = builder.as_data_source(split=tfds_builders.SPLIT)
     if len(self._records) != self._lengths.size:
       raise ValueError(f"{self.data_dir}: {len(self._records)} records but metadata lists "
@@ -60,6 +64,10 @@ class TfdsSource:
     self._cache_enabled = cache
     self._cache: dict[int, dict[str, np.ndarray]] = {}
     self._lock = threading.Lock()
+
+  def split_points(self) -> SplitPoints:
+    """The build's held-out split (leave-one-out unless built with a time cut-off)."""
+    return self._split_points
 
   def original_ids(self, what: str) -> np.ndarray:
     """Original ids as text: of user index k ("users") or of item id k + 1 ("items")."""

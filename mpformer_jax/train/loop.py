@@ -57,9 +57,9 @@ def check_config(config) -> None:
     raise ValueError(f"eval.split must be 'valid' or 'test', got {config.eval.split!r}")
 
 
-def eval_users(source, num_users: int) -> np.ndarray:
-  """The first `num_users` users (0 = all) with at least 4 events (train + valid + test)."""
-  users = np.flatnonzero(source.lengths() >= 4)
+def eval_users(source, num_users: int, split: str) -> np.ndarray:
+  """The first `num_users` users (0 = all) with a `split` target (leave-one-out: n >= 4)."""
+  users = pipeline.eval_users(source, split)
   return users if num_users <= 0 else users[:num_users]
 
 
@@ -85,10 +85,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   model = Retriever(spec, ModelConfig.from_config(config.model, max_len))
   logq = pipeline.target_log_q(source, max_users=config.data.stats_max_users)
   popularity = pipeline.popularity_counts(source, max_users=config.data.stats_max_users)
-  users = eval_users(source, config.eval.num_users)
-  held_out = {split: pipeline.eval_examples(source, split=split, max_len=max_len,
-                                            logq_table=logq, users=users)
-              for split in ("valid", "test")}
+  held_out = {split: pipeline.eval_examples(
+      source, split=split, max_len=max_len, logq_table=logq,
+      users=eval_users(source, config.eval.num_users, split)) for split in ("valid", "test")}
   for examples in held_out.values():
     schema.validate_batch(spec, examples)
   evaluator = Evaluator(model, pipeline.item_corpus_features(source), config.eval, layout)

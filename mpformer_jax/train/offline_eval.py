@@ -167,7 +167,7 @@ def _build(config, split: str):
   max_len = config.data.max_len
   model = Retriever(source.spec, ModelConfig.from_config(config.model, max_len))
   logq = pipeline.target_log_q(source, max_users=config.data.stats_max_users)
-  users = eval_users(source, config.eval.num_users)
+  users = eval_users(source, config.eval.num_users, split)
   examples = pipeline.eval_examples(source, split=split, max_len=max_len, logq_table=logq,
                                     users=users)
   schema.validate_batch(source.spec, examples)
@@ -259,13 +259,21 @@ def export_embeddings(config, workdir: str, path: str, split: str = "test") -> d
 
   `items` [N + 1, d] (row 0 = padding) and `queries` [U * O, k, d]: the k interest vectors
   of every held-out (user, objective), the unit `launch.evaluate` counts as one query.
+  `item_ids` [N + 1] and `query_user_ids` [U * O] give the original ids of the input files
+  (row 0 of `items` is the padding, id ""); `objectives` names each query's objective.
   """
-  _, examples, evaluator, params, step = _restore(config, os.path.expanduser(workdir), split)
+  _, examples, evaluator, params, step, source = _restore(
+      config, os.path.expanduser(workdir), split, with_source=True)
   items = np.asarray(evaluator.corpus(params), np.float32)
   users = np.asarray(evaluator.users(params, examples), np.float32)  # [U, O, k, d]
   queries = users.reshape((-1,) + users.shape[2:])
+  num_objectives = users.shape[1]
+  item_ids = [""] + list(original_ids(source, "items", np.arange(1, items.shape[0])))
+  user_ids = original_ids(source, "users", np.asarray(examples[schema.USER_INDEX]))
   if jax.process_index() == 0:
-    np.savez(path, items=items, queries=queries)
+    np.savez(path, items=items, queries=queries, item_ids=np.asarray(item_ids, str),
+             query_user_ids=np.repeat(np.asarray(user_ids, str), num_objectives),
+             objectives=np.tile(np.asarray(config.model.objectives, str), users.shape[0]))
   logging.info("wrote %s: items %s, queries %s (step %d)", path, items.shape, queries.shape,
                step)
   return dict(step=step, items=items.shape, queries=queries.shape)

@@ -59,7 +59,7 @@ def test_example_index_maps_flat_indices_to_leave_one_out_positions():
   with pytest.raises(ValueError, match="example index 5"):
     index.lookup(5)
   with pytest.raises(ValueError, match="no training examples"):
-    examples.ExampleIndex(np.array([1, 2, 3]))
+    examples.ExampleIndex(np.array([0, 1, 1]))      # train_end: no position 1..end-1
 
 
 def test_make_example_left_pads_history_and_reads_the_target():
@@ -100,7 +100,7 @@ def test_eval_examples_use_the_last_two_events():
   schema.validate_batch(SPEC, test)
   one = pipeline.eval_examples(src, split="test", max_len=4, logq_table=LOGQ, users=[2])
   np.testing.assert_array_equal(one[schema.TARGET_ID], [5])
-  with pytest.raises(ValueError, match="user 1 has 3 events"):
+  with pytest.raises(ValueError, match="user 1 has no test target"):
     pipeline.eval_examples(src, split="test", max_len=4, logq_table=LOGQ, users=[1])
   with pytest.raises(ValueError, match="split"):
     pipeline.eval_examples(src, split="train", max_len=4, logq_table=LOGQ)

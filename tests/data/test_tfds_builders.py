@@ -25,6 +25,16 @@ needs_ml100k = pytest.mark.skipif(not (ML100K / "ml-100k.inter").is_file(),
                                   reason=f"ML-100K raw files not found in {ML100K}")
 
 
+def _load(name, data_dir, manual_dir=None):
+  """Build (once) and open a named dataset, as `registry.make_source` does."""
+  return tfds_source.load_source(ml_collections.ConfigDict(
+      {"name": name, "dir": str(manual_dir or ""), "tfds_dir": str(data_dir)}))
+
+
+def _finished_builds(tfds_dir, name):
+  return list(pathlib.Path(tfds_dir).glob(f"{name}/*/1.0.0"))
+
+
 @pytest.fixture(scope="module")
 def tfds_dir(tmp_path_factory):
   return tmp_path_factory.mktemp("tfds")
@@ -35,7 +45,7 @@ def ml100k(tfds_dir):
   if not (ML100K / "ml-100k.inter").is_file():
     pytest.skip(f"ML-100K raw files not found in {ML100K}")
   # The parent folder: the builder resolves its ml-100k/ subfolder.
-  return tfds_source.load_source("ml100k", data_dir=tfds_dir, manual_dir=DATA)
+  return _load("ml100k", tfds_dir, DATA)
 
 
 def _raw_ml100k_sequences():
@@ -117,10 +127,11 @@ def test_pipeline_runs_on_ml100k(ml100k):
 
 @needs_ml100k
 def test_reopen_registry_and_pickle(ml100k, tfds_dir):
-  cfg = ml_collections.ConfigDict({"name": "ml100k", "dir": "/nonexistent",
+  cfg = ml_collections.ConfigDict({"name": "ml100k", "dir": str(DATA),
                                    "tfds_dir": str(tfds_dir)})
-  again = registry.make_source(cfg)      # already built: the raw folder is not needed
+  again = registry.make_source(cfg)      # same inputs: the same build, not rebuilt
   assert isinstance(again, tfds_source.TfdsSource) and again.spec == ml100k.spec
+  assert again.data_dir == ml100k.data_dir and len(_finished_builds(tfds_dir, "ml100k")) == 1
   np.testing.assert_array_equal(again.lengths(), ml100k.lengths())
   clone = pickle.loads(pickle.dumps(again))
   np.testing.assert_array_equal(clone.user(7)[schema.SEQ_LABELS],
@@ -169,19 +180,19 @@ def test_missing_files_name_the_file(tmp_path, monkeypatch):
   for name in ("ml-100k.inter", "ml-100k.item"):
     shutil.copy(ML100K / name, partial / name)
   with pytest.raises(FileNotFoundError, match=r"ml-100k\.user(.|\n)*recbole"):
-    tfds_source.load_source("ml100k", data_dir=tmp_path / "tfds", manual_dir=partial)
+    _load("ml100k", tmp_path / "tfds", partial)
   with pytest.raises(FileNotFoundError, match=r"ml-100k\.inter"):
-    tfds_source.load_source("ml100k", data_dir=tmp_path / "tfds", manual_dir=tmp_path / "none")
+    _load("ml100k", tmp_path / "tfds", tmp_path / "none")
   monkeypatch.delenv(tfds_source.RAW_DATA_ENV, raising=False)
   with pytest.raises(FileNotFoundError, match="MPFORMER_DATA"):
-    tfds_source.load_source("ml100k", data_dir=tmp_path / "tfds")
+    _load("ml100k", tmp_path / "tfds")
   # The builder alone (manual dir absent): TFDS's assertion becomes a FileNotFoundError.
   builder = tfds_builders.Ml100k(data_dir=tmp_path / "tfds2", file_format="array_record")
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   with pytest.raises(FileNotFoundError, match=r"ml-100k\.inter"):
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=tmp_path / "none"))
-  assert not (tmp_path / "tfds" / "ml100k" / "1.0.0").exists()
+  assert not _finished_builds(tmp_path / "tfds", "ml100k")
 
 
 @pytest.mark.parametrize("name,bad_line,lineno,match", [
@@ -196,8 +207,8 @@ def test_ml100k_malformed_lines(tmp_path, name, bad_line, lineno, match):
   files[name] = "\n".join(lines) + "\n"
   folder = _write(tmp_path / "raw", files)
   with pytest.raises(raw_formats.RawFormatError, match=rf"{name}:{lineno}: {match}"):
-    tfds_source.load_source("ml100k", data_dir=tmp_path / "tfds", manual_dir=folder)
-  assert not (tmp_path / "tfds" / "ml100k" / "1.0.0").exists()
+    _load("ml100k", tmp_path / "tfds", folder)
+  assert not _finished_builds(tmp_path / "tfds", "ml100k")
 
 
 # ----------------------------------------------------------------------------- ML-1M format
@@ -214,7 +225,7 @@ SMALL_1M = {
 
 def test_small_ml1m_build(tmp_path):
   folder = _write(tmp_path / "raw" / "ml-1m", SMALL_1M, encoding="latin-1")
-  src = tfds_source.load_source("ml1m", data_dir=tmp_path / "tfds", manual_dir=tmp_path / "raw")
+  src = _load("ml1m", tmp_path / "tfds", tmp_path / "raw")
   assert src.spec.num_items == 3 and len(src) == 2 and src.spec.event_features == ()
   assert src.spec.objectives == ("watch",) and src.spec.behaviour_feature is None
   np.testing.assert_array_equal(src.lengths(), [3, 4])
@@ -245,7 +256,7 @@ def test_small_beauty_build(tmp_path):
   folder = _write(tmp_path / "amazon-beauty", {"sequences.txt": "2 4 1 4\n1 1 2 3 5\n"})
   assert raw_formats.resolve_dir("amazon_beauty", folder) == str(folder)
   assert raw_formats.resolve_dir("amazon_beauty", tmp_path) == str(folder)
-  src = tfds_source.load_source("amazon_beauty", data_dir=tmp_path / "tfds", manual_dir=folder)
+  src = _load("amazon_beauty", tmp_path / "tfds", folder)
   spec = src.spec
   assert (spec.num_items, spec.objectives, spec.item_features, spec.user_features) == (
       5, ("purchase",), (), ())
@@ -265,7 +276,7 @@ def test_small_beauty_build(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not (DATA / "ml-1m" / "sequences.txt").is_file(), reason="no ML-1M")
 def test_full_ml1m_build(tmp_path):
-  src = tfds_source.load_source("ml1m", data_dir=tmp_path, manual_dir=DATA)
+  src = _load("ml1m", tmp_path, DATA)
   lengths = src.lengths()
   assert (len(src), src.spec.num_items, lengths.sum()) == (6040, 3416, 998_496)
   assert (lengths.min(), lengths.max()) == (18, 2276) and 95 <= np.median(lengths) <= 96
@@ -279,6 +290,6 @@ def test_full_ml1m_build(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not (DATA / "amazon-beauty" / "sequences.txt").is_file(), reason="no data")
 def test_full_beauty_build(tmp_path):
-  src = tfds_source.load_source("amazon_beauty", data_dir=tmp_path, manual_dir=DATA)
+  src = _load("amazon_beauty", tmp_path, DATA)
   assert (len(src), src.spec.num_items, src.lengths().sum()) == (22_363, 12_101, 198_502)
   assert src.lengths().max() == 204
