@@ -13,6 +13,7 @@ import functools
 import json
 import math
 import os
+import platform
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -35,6 +36,17 @@ _PEAKS = (
     ("v5", (459e12, None)),      # TPU v5p.
     ("v4", (275e12, None)),
 )
+
+
+def cpu_model() -> str:
+  """The CPU's model name (/proc/cpuinfo), else what `platform` knows."""
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+  except OSError:
+    pass
+  return cpu
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -223,12 +223,7 @@ def measure(events: int, args: argparse.Namespace, machine: dict) -> dict:
 
 def machine_description() -> dict:
   """CPU model, usable cores, RAM and versions: whose numbers these are."""
-  cpu = platform.processor() or platform.machine()
-  try:
-    with open("/proc/cpuinfo") as f:
-      cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-  except OSError:
-    pass
+  cpu = common.cpu_model()
   try:
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
   except (ValueError, OSError, AttributeError):

@@ -185,6 +185,8 @@ def config_digest(config: str, overrides: dict, training_only: bool = False) -> 
   cfg = module.get_config(arg or None)
   cfg.update_from_flattened_dict(dict(overrides))
   resolved = json.loads(cfg.to_json_best_effort())
+  if resolved["data"]["name"] != "interactions":   # settings of the generic path only
+    resolved["data"].pop("interactions", None)
   if training_only:
     resolved.pop("eval", None)
   return hashlib.sha1(json.dumps(resolved, sort_keys=True, default=repr)

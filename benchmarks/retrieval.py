@@ -113,12 +113,7 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> float:
 
 def machine_description() -> dict:
   """Enough to tell whose numbers these are: CPU, usable cores, library versions."""
-  cpu = platform.processor() or platform.machine()
-  try:
-    with open("/proc/cpuinfo") as f:
-      cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-  except OSError:
-    pass
+  cpu = common.cpu_model()
   try:
     scann_version = importlib.metadata.version("scann")
   except importlib.metadata.PackageNotFoundError:

@@ -24,3 +24,14 @@ def test_ml100k_beats_popularity(tmp_path):
   assert final["eval/watch/hr@50"] > 1.2 * final["eval/popularity/watch/hr@50"]
   assert final["test/watch/hr@50"] > final["test/popularity/watch/hr@50"]
   assert final["eval/merged/mean_exposure"] > 0
+
+
+@pytest.mark.slow
+def test_retail_mpformer_beats_popularity_on_every_objective(tmp_path):
+  """configs/retail.py end to end through the generic log path (about 15 min on 2 cores)."""
+  from configs import retail  # pylint: disable=g-import-not-at-top
+  config = retail.get_config()
+  config.data.tfds_dir = str(tmp_path / "tfds")
+  final = train_and_evaluate(config, str(tmp_path / "run"))
+  for objective in ("view", "cart", "fav", "buy"):
+    assert final[f"eval/{objective}/hr@50"] > final[f"eval/popularity/{objective}/hr@50"]
