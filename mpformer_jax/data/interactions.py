@@ -46,8 +46,13 @@ def _first_bad(mask: pa.Array) -> int:
   return pc.index(mask, True).as_py()
 
 
+def _place(file: str, line: int) -> str:
+  """`file:line` for text files; `file row N` (0-based) for Parquet, which has no lines."""
+  return f"{file} row {line}" if file.endswith((".parquet", ".pq")) else f"{file}:{line}"
+
+
 class _Locator:
-  """Maps an event's input position back to its file and line for error messages."""
+  """Maps a log event's input position back to its file and line for error messages."""
 
   def __init__(self):
     self._spans: list[tuple[int, str, int]] = []    # (first ROW, file, its first line)
@@ -58,7 +63,7 @@ class _Locator:
   def __call__(self, row: int) -> str:
     starts = [s[0] for s in self._spans]
     first_row, file, line = self._spans[int(np.searchsorted(starts, row, side="right")) - 1]
-    return f"{file}:{line + row - first_row}"
+    return _place(file, line + row - first_row)
 
 
 def _to_seconds(col: pa.Array, time_format: str, where) -> pa.Array:
@@ -144,7 +149,7 @@ class InteractionLog:
   # ------------------------------------------------------------------ 1-2: read, objectives
   def _read(self) -> None:
     o = self.opts
-    objectives = o.objectives
+    self.objectives = o.objectives
     n_beh = len(o.behaviour_objectives)
     self._db.execute("CREATE TABLE raw (u VARCHAR, i VARCHAR, t DOUBLE, b VARCHAR, "
                      "bits INTEGER, r BIGINT)")
@@ -193,7 +198,6 @@ class InteractionLog:
     else:
       self._db.execute("CREATE TABLE ev AS SELECT u, i, t, bits, r FROM raw")
     self._db.execute("DROP TABLE raw")
-    self.objectives = objectives
 
   def _batches(self) -> Iterator[tuple[pa.RecordBatch, Any]]:
     """Record batches with columns u, i (+ t, b, label columns) and ROW; and a row -> place
@@ -201,9 +205,7 @@ class InteractionLog:
     o = self.opts
     if o.format != "log":
       for batch, file, lines in log_readers.read_sequences(o.path, pairs=o.format == "pairs"):
-        first_row = batch[ROW][0].as_py() if batch.num_rows else 0
         line_of = lines.to_numpy()
-        self._where.add(first_row, file, int(line_of[0]) if len(line_of) else 1)
         yield (pa.RecordBatch.from_arrays(
             [pc.utf8_trim_whitespace(batch[log_readers.USER]),
              pc.utf8_trim_whitespace(batch[log_readers.ITEMS]), batch[ROW]],
@@ -218,7 +220,7 @@ class InteractionLog:
       arrays = [pc.utf8_trim_whitespace(batch[names[k]]) for k in names]
       arrays += [batch[c] for c in o.label_cols] + [batch[ROW]]
       yield (pa.RecordBatch.from_arrays(arrays, names=list(names) + list(o.label_cols) + [ROW]),
-             lambda k, f=file, s=first: f"{f}:{s + k}")
+             lambda k, f=file, s=first: _place(f, s + k))
 
   # ------------------------------------------------------------------ 3-4: order and filter
   def _count(self, reason: str, n: int) -> None:
