@@ -1,8 +1,9 @@
-"""A `SequenceSource` over a dataset built by `tfds_builders`, read with `tfds.data_source`.
+"""Build a config's dataset with `tfds_builders` (once per input fingerprint) and read it.
 
 Why: the pipeline needs random access to one user's sequence (`user(i)`), every user's length
-(`lengths()`) and an item side-feature lookup; array_record gives the first, the builder's
-metadata (a few hundred KB of JSON) the other two, so opening a dataset reads no records.
+(`lengths()`) and an item side-feature lookup; array_record (TFDS's data source over the
+build folder) gives the first, the builder's metadata (JSON) the other two, so opening a
+dataset reads no records. The vocabularies beside the build map ids back to the originals.
 """
 from __future__ import annotations
 
@@ -137,8 +138,9 @@ def default_raw_dir() -> str | None:
   return os.environ.get(RAW_DATA_ENV) or None
 
 
-def _builder(data_cfg) -> tfds_builders._SequenceBuilder:  # pylint: disable=protected-access
-  """The builder of `config.data`, keyed by the fingerprint of its inputs."""
+def _builder(data_cfg):
+  """(builder of `config.data`, keyed by the fingerprint of its inputs; raw-file folder of a
+  named dataset, or None)."""
   name = data_cfg.name
   if name not in tfds_builders.BUILDERS:
     raise ValueError(f"unknown TFDS dataset {name!r}; choose one of {DATASETS}")
@@ -162,8 +164,7 @@ def _builder(data_cfg) -> tfds_builders._SequenceBuilder:  # pylint: disable=pro
                                      description=f"inputs fingerprinted as {key}")
   builder = tfds_builders.BUILDERS[name](data_dir=data_dir, config=config,
                                          file_format="array_record")
-  builder.manual_folder = manual
-  return builder
+  return builder, manual
 
 
 def build(data_cfg) -> tfds.core.DatasetBuilder:
@@ -174,12 +175,11 @@ def build(data_cfg) -> tfds.core.DatasetBuilder:
   reads `data.interactions`. `data.tfds_dir` "" means TFDS's default ($TFDS_DATA_DIR or
   ~/tensorflow_datasets). Returns the prepared builder; its `data_path` is the build.
   """
-  builder = _builder(data_cfg)
+  builder, manual = _builder(data_cfg)
   if builder.data_path.exists():    # TFDS renames a finished build into place
     return builder
   logging.info("building %s into %s", builder.name, builder.data_path)
-  download = (tfds.download.DownloadConfig(manual_dir=builder.manual_folder)
-              if builder.manual_folder else None)
+  download = tfds.download.DownloadConfig(manual_dir=manual) if manual else None
   builder.download_and_prepare(download_config=download)
   return builder
 
