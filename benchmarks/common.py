@@ -2,9 +2,9 @@
 
 Conventions for every script under benchmarks/:
   * `--quick`: small sizes, finishes in under a minute on a CPU (used by tests).
-  * `--out DIR`: results directory (default benchmarks/results); scripts write
-    `<name>.json` (+ `<name>.png`) there via `write_json`.
-Use `add_common_args(parser)` to get both flags.
+  * `--out DIR`: results directory (default benchmarks/results, or a scratch folder for
+    `--quick`); scripts write `<name>.json` (+ `<name>.png`) there via `write_json`.
+Use `add_common_args(parser)` to get both flags and `parse_args(parser, argv)` to parse.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import json
 import math
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -23,6 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+DEFAULT_README = Path(__file__).resolve().parent / "README.md"
+QUICK_OUT = Path(tempfile.gettempdir()) / "mpformer_benchmarks_quick"
 
 # Datasheet dense peaks (FLOP/s) per device-kind substring: (bf16, f32).
 # f32 is None where the chip has no separate f32 matmul rating.
@@ -50,12 +53,26 @@ def cpu_model() -> str:
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-  """Adds the shared `--quick` and `--out` flags."""
+  """Adds the shared `--quick` and `--out` flags (resolve them with `parse_args`)."""
   parser.add_argument("--quick", action="store_true",
                       help="small sizes, under a minute on CPU")
-  parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                      help="results directory")
+  parser.add_argument("--out", type=Path, default=None,
+                      help=f"results directory (default: {DEFAULT_OUT} for full runs, "
+                           f"{QUICK_OUT} for --quick)")
   return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+  """Parses `argv` and resolves `--out`: toy `--quick` figures go to a scratch folder and
+  never into the committed full-run results or benchmarks/README.md."""
+  args = parser.parse_args(argv)
+  if args.out is None:
+    args.out = QUICK_OUT if args.quick else DEFAULT_OUT
+  readme = getattr(args, "readme", None)
+  if (args.quick and getattr(args, "update_readme", False) and readme is not None
+      and Path(readme).resolve() == DEFAULT_README.resolve()):
+    parser.error("--quick figures are not written into benchmarks/README.md: pass --readme")
+  return args
 
 
 def time_fn(fn: Callable, *args, warmup: int = 2, iters: int = 10) -> dict:

@@ -208,7 +208,7 @@ def main(argv=None) -> dict:
   parser = common.add_common_args(argparse.ArgumentParser(description=__doc__))
   parser.add_argument("--dtype", choices=("float32", "bfloat16"), default=None,
                       help="default: bfloat16 on GPU/TPU, float32 on CPU")
-  args = parser.parse_args(argv)
+  args = common.parse_args(parser, argv)
   return run(args.quick, args.out, args.dtype)
 
 

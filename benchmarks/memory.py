@@ -259,7 +259,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
   p.add_argument("--replot", action="store_true",
                  help="redraw the PNG (and README) from the saved JSON, compile nothing")
   p.add_argument("--worker", help=argparse.SUPPRESS)
-  args = p.parse_args(argv)
+  args = common.parse_args(p, argv)
   if args.worker:
     run_worker(json.loads(args.worker))
     return []

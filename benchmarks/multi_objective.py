@@ -42,6 +42,7 @@ from typing import Optional
 if not __package__:  # Run as `python benchmarks/multi_objective.py`: make `benchmarks` importable.
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mpformer_jax.train.metric_writer import read_metrics  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 REPO = Path(__file__).resolve().parents[1]
 OBJECTIVES = ("click", "long_view", "like", "follow")
@@ -113,9 +114,7 @@ def command(config_file: str, overrides: dict, workdir: Path, quick: bool) -> li
 
 
 def _records(workdir: Path) -> list[dict]:
-  path = workdir / "metrics.jsonl"
-  lines = path.read_text().splitlines() if path.exists() else []
-  return [json.loads(ln) for ln in lines if ln.strip()]
+  return read_metrics(str(workdir))
 
 
 def final_record(workdir: Path) -> Optional[dict]:
@@ -420,7 +419,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
   p.add_argument("--overwrite", action="store_true", help="retrain finished runs")
   p.add_argument("--update_readme", action="store_true")
   p.add_argument("--readme", default=os.path.join(os.path.dirname(__file__), "README.md"))
-  return p.parse_args(argv)
+  return common.parse_args(p, argv)
 
 
 def main(argv: Optional[list[str]] = None) -> dict:

@@ -17,7 +17,7 @@ report (`rows_in`, `seconds`, `peak_rss_bytes`, `users`, `items`, `events`, `dro
 start-up in); `wall_seconds` around the whole subprocess. rows/s = rows_in / seconds.
 
 Rows are merged into the results JSON by size, so sizes can be run separately. `--quick`
-runs 1M only and, with the default `--out`, writes prepare_quick.json (never prepare.json).
+runs 1M only and, without `--out`, writes to a scratch folder (never benchmarks/results).
 """
 from __future__ import annotations
 
@@ -333,7 +333,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
   p.add_argument("--fresh", action="store_true", help="drop saved rows of other sizes")
   p.add_argument("--update_readme", action="store_true")
   p.add_argument("--readme", default=os.path.join(os.path.dirname(__file__), "README.md"))
-  args = p.parse_args(argv)
+  args = common.parse_args(p, argv)
   sizes = ([int(float(s)) for s in args.sizes.split(",")] if args.sizes
            else list(QUICK_SIZES if args.quick else SIZES))
   if args.generate_only:
@@ -343,10 +343,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
             f"{gen['generate_seconds']:.1f} s ({n / gen['generate_seconds']:,.0f} rows/s"
             f"{', cached' if gen['cached'] else ''})")
     return []
-  # Never let a quick run overwrite the committed full-run results.
-  default_out = Path(args.out).resolve() == common.DEFAULT_OUT.resolve()
-  name = "prepare_quick" if args.quick and default_out else "prepare"
-  json_path, png_path = Path(args.out) / f"{name}.json", Path(args.out) / f"{name}.png"
+  json_path, png_path = Path(args.out) / "prepare.json", Path(args.out) / "prepare.png"
   saved = [] if args.fresh or not json_path.exists() else json.loads(json_path.read_text())["rows"]
   machine = machine_description()
   rows = [r for r in saved if r["events_generated"] not in sizes or r["seed"] != args.seed]

@@ -346,7 +346,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
   p.add_argument("--overwrite", action="store_true", help="retrain runs found in the JSON")
   p.add_argument("--update_readme", action="store_true")
   p.add_argument("--readme", default=os.path.join(os.path.dirname(__file__), "README.md"))
-  return p.parse_args(argv)
+  return common.parse_args(p, argv)
 
 
 class _ThroughTqdm(io.TextIOBase):

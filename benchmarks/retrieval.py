@@ -369,7 +369,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
   p.add_argument("--overwrite", action="store_true", help="re-measure rows already saved")
   p.add_argument("--update_readme", action="store_true")
   p.add_argument("--readme", default=os.path.join(os.path.dirname(__file__), "README.md"))
-  args = p.parse_args(argv)
+  args = common.parse_args(p, argv)
   args.num_queries = args.num_queries or (64 if args.quick else 256)
   args.repeats = args.repeats or (3 if args.quick else 5)
   return args

@@ -387,7 +387,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
   p.add_argument("--update_readme", action="store_true")
   p.add_argument("--readme", default=os.path.join(os.path.dirname(__file__), "README.md"))
   p.add_argument("--worker", help=argparse.SUPPRESS)  # Internal: one devices point as JSON.
-  args = p.parse_args(argv)
+  args = common.parse_args(p, argv)
   args.max_step_s = args.max_step_s or (5.0 if args.quick else 40.0)
   args.budget_s = args.budget_s or (3.0 if args.quick else 60.0)
   return args

@@ -6,8 +6,6 @@ import pathlib
 
 import pytest
 
-pytest.importorskip("matplotlib")
-
 _SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "multi_objective.py"
 _ONLY = "mpformer,single/click,ablation/target_weights"
 

@@ -4,9 +4,6 @@ import math
 import os
 import pathlib
 
-import pytest
-
-pytest.importorskip("matplotlib")
 
 DATA = pathlib.Path(os.environ.get(
     "MPFORMER_DATA", pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"))
@@ -68,8 +65,6 @@ def _must_not_run(*args, **kwargs):
   raise AssertionError(f"a finished run was retrained: {args[:2]}")
 
 
-@pytest.mark.skipif(not (DATA / "ml-100k" / "ml-100k.inter").is_file(),
-                    reason=f"MovieLens-100K not found under {DATA}")
 def test_quick_ml100k_layout_resume_and_readme(load_benchmark, tmp_path, monkeypatch):
   q = load_benchmark("quality")
   argv = ["--datasets", "ml100k", "--quick", "--steps", "20", "--only", "mpformer",

@@ -3,10 +3,6 @@ import json
 import math
 
 import numpy as np
-import pytest
-
-pytest.importorskip("scann")
-pytest.importorskip("matplotlib")
 
 
 def test_quick_sweep_resume_and_readme(tmp_path, load_benchmark, monkeypatch):

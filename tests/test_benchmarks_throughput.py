@@ -7,8 +7,6 @@ import sys
 
 import pytest
 
-pytest.importorskip("matplotlib")
-
 _SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
 _REQUIRED = ("step_time_s", "examples_per_sec", "tokens_per_sec", "flops_per_step", "mfu",
              "compile_s")

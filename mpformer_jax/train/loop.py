@@ -123,7 +123,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                num_params / 1e6, flops, peak, peak_src)
   train_step = make_train_step(model, tx, config, layout, shardings_of(state),
                                corpus_features=evaluator.corpus_features)
-  writer = MetricWriter(workdir)
+  writer = MetricWriter(workdir, restored_step=start)
   step, window_start, window_steps, last = start, time.perf_counter(), 0, {}
   while step < t.num_steps:
     batch = next(train_iter)

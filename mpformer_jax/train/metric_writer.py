@@ -20,12 +20,26 @@ def _plain(value: Any) -> Any:
 
 
 class MetricWriter:
-  """Appends records; only process 0 writes (multi-host runs share one workdir)."""
+  """Appends records; only process 0 writes (multi-host runs share one workdir).
 
-  def __init__(self, workdir: str):
+  `restored_step` is the step the run starts from (0 for a new run): records past it, written
+  before an interruption by steps that will now run again, are dropped, and so is a partial
+  last line, so that after any number of resumes each step appears once.
+  """
+
+  def __init__(self, workdir: str, restored_step: int = 0):
     self._active = jax.process_index() == 0
     self.path = os.path.join(workdir, "metrics.jsonl")
     self._tb = SummaryWriter(os.path.join(workdir, "tb")) if self._active else None
+    if self._active and os.path.exists(self.path):
+      self._truncate(restored_step)
+
+  def _truncate(self, step: int) -> None:
+    kept = [r for r in read_metrics(os.path.dirname(self.path)) if r["step"] <= step]
+    tmp = self.path + ".tmp"
+    with open(tmp, "w") as f:
+      f.writelines(json.dumps(r) + "\n" for r in kept)
+    os.replace(tmp, self.path)      # atomic: a kill here leaves the old or the new file
 
   def write(self, step: int, metrics: Mapping[str, Any]) -> None:
     if not self._active:
@@ -45,9 +59,22 @@ class MetricWriter:
 
 
 def read_metrics(workdir: str) -> list[dict[str, Any]]:
-  """All records of `<workdir>/metrics.jsonl` (empty if none)."""
+  """All records of `<workdir>/metrics.jsonl` (empty if none).
+
+  A partial last line (the run was killed while writing it) is skipped; a malformed line
+  elsewhere is an error naming the file and line.
+  """
   path = os.path.join(workdir, "metrics.jsonl")
   if not os.path.exists(path):
     return []
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    lines = [(n, line) for n, line in enumerate(f, 1) if line.strip()]
+  records = []
+  for k, (n, line) in enumerate(lines):
+    try:
+      records.append(json.loads(line))
+    except json.JSONDecodeError as e:
+      if k == len(lines) - 1 and not line.endswith("\n"):
+        break                                  # partial last line
+      raise ValueError(f"{path}:{n}: not a JSON record: {e}") from None
+  return records

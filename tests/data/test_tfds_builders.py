@@ -21,8 +21,6 @@ from mpformer_jax.data import tfds_source
 DATA = pathlib.Path(os.environ.get(
     "MPFORMER_DATA", pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "data"))
 ML100K = DATA / "ml-100k"
-needs_ml100k = pytest.mark.skipif(not (ML100K / "ml-100k.inter").is_file(),
-                                  reason=f"ML-100K raw files not found in {ML100K}")
 
 
 def _load(name, data_dir, manual_dir=None):
@@ -42,8 +40,6 @@ def tfds_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ml100k(tfds_dir):
-  if not (ML100K / "ml-100k.inter").is_file():
-    pytest.skip(f"ML-100K raw files not found in {ML100K}")
   # The parent folder: the builder resolves its ml-100k/ subfolder.
   return _load("ml100k", tfds_dir, DATA)
 
@@ -59,7 +55,6 @@ def _raw_ml100k_sequences():
   return {u: [(i, r) for _, i, r in sorted(ev, key=lambda e: e[0])] for u, ev in rows.items()}
 
 
-@needs_ml100k
 def test_ml100k_counts_and_spec(ml100k):
   spec = ml100k.spec
   assert len(ml100k) == 943 and spec.num_items == 1682
@@ -73,7 +68,6 @@ def test_ml100k_counts_and_spec(ml100k):
   np.testing.assert_array_equal(seen, np.arange(1, 1683))
 
 
-@needs_ml100k
 def test_ml100k_hand_checked_events(ml100k):
   # ml-100k.inter: user 196 rated 242 (3), 286 (5), 269 (3) at 881250949 (file order),
   # then 306 (4) 72 s later and 340 (3) 24 s after that. Raw ids 1..N are already dense.
@@ -90,7 +84,6 @@ def test_ml100k_hand_checked_events(ml100k):
                                 [[0, 0, 0, 0], [5, 0, 0, 11], [8, 0, 0, 7]])
 
 
-@needs_ml100k
 def test_ml100k_order_labels_and_ranges(ml100k):
   raw = _raw_ml100k_sequences()
   assert sorted(raw) == list(range(1, 944))
@@ -111,7 +104,6 @@ def test_ml100k_order_labels_and_ranges(ml100k):
     assert 0 <= corpus[:, col].min() and corpus[:, col].max() < vocab
 
 
-@needs_ml100k
 def test_pipeline_runs_on_ml100k(ml100k):
   logq = pipeline.target_log_q(ml100k)
   it = pipeline.train_iterator(ml100k, max_len=50, batch_size=32, seed=0, logq_table=logq)
@@ -125,7 +117,6 @@ def test_pipeline_runs_on_ml100k(ml100k):
   np.testing.assert_array_equal(test[schema.TARGET_ID], last)
 
 
-@needs_ml100k
 def test_reopen_registry_and_pickle(ml100k, tfds_dir):
   cfg = ml_collections.ConfigDict({"name": "ml100k", "dir": str(DATA),
                                    "tfds_dir": str(tfds_dir)})
@@ -173,7 +164,6 @@ def test_small_ml100k_parse(tmp_path):
                                 [[0, 0, 0, 0], [18, 0, 0, 1], [8, 15, 17, 0], [0, 0, 0, 0]])
 
 
-@needs_ml100k
 def test_missing_files_name_the_file(tmp_path, monkeypatch):
   partial = tmp_path / "raw"
   partial.mkdir()
@@ -274,7 +264,6 @@ def test_small_beauty_build(tmp_path):
 
 # ----------------------------------------------------------------------------- full builds
 @pytest.mark.slow
-@pytest.mark.skipif(not (DATA / "ml-1m" / "sequences.txt").is_file(), reason="no ML-1M")
 def test_full_ml1m_build(tmp_path):
   src = _load("ml1m", tmp_path, DATA)
   lengths = src.lengths()
@@ -288,7 +277,6 @@ def test_full_ml1m_build(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (DATA / "amazon-beauty" / "sequences.txt").is_file(), reason="no data")
 def test_full_beauty_build(tmp_path):
   src = _load("amazon_beauty", tmp_path, DATA)
   assert (len(src), src.spec.num_items, src.lengths().sum()) == (22_363, 12_101, 198_502)

@@ -4,8 +4,6 @@ import json
 
 import pytest
 
-pytest.importorskip("matplotlib")
-
 def test_quick_memory_sweep(tmp_path, load_benchmark):
   memory = load_benchmark("memory")
   readme = tmp_path / "README.md"

@@ -2,9 +2,7 @@
 import numpy as np
 import pytest
 
-pytest.importorskip("scann")
-
-from mpformer_jax.retrieval import exact, scann_index  # pylint: disable=g-import-not-at-top
+from mpformer_jax.retrieval import exact, scann_index
 
 
 def _clustered(num_items=20_000, num_users=64, num_interests=3, dim=32, seed=0):

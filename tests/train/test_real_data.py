@@ -11,8 +11,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 DATA = os.environ.get("MPFORMER_DATA", os.path.join(REPO, "..", "shared", "data"))
 
 
-@pytest.mark.skipif(not os.path.isdir(os.path.join(DATA, "ml-100k")),
-                    reason=f"MovieLens-100K not found under {DATA} (set MPFORMER_DATA)")
 def test_ml100k_beats_popularity(tmp_path):
   config = ml100k.get_config("test")
   config.data.dir = DATA
