@@ -21,10 +21,8 @@ The build report (counts by reason, per objective, length percentiles) goes besi
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import tempfile
-import time
 from typing import Any, Iterator
 
 import duckdb
@@ -73,10 +71,12 @@ def _to_seconds(col: pa.Array, time_format: str, where) -> pa.Array:
     return pc.cast(col, pa.float64())
   except pa.ArrowInvalid:
     pass
+  def parse(values: pa.Array) -> pa.Array:
+    return (pc.strptime(values, format=time_format, unit="us") if time_format
+            else pc.cast(values, pa.timestamp("us")))
+
   try:
-    ts = (pc.strptime(col, format=time_format, unit="us") if time_format
-          else pc.cast(col, pa.timestamp("us")))
-    return pc.divide(pc.cast(pc.cast(ts, pa.int64()), pa.float64()), 1e6)
+    return pc.divide(pc.cast(pc.cast(parse(col), pa.int64()), pa.float64()), 1e6)
   except pa.ArrowInvalid:
     pass
   for k, value in enumerate(col.to_pylist()):    # error path: find the offending row
@@ -86,8 +86,7 @@ def _to_seconds(col: pa.Array, time_format: str, where) -> pa.Array:
     except ValueError:
       pass
     try:
-      pc.strptime(pa.array([value]), format=time_format, unit="us") if time_format else (
-          pc.cast(pa.array([value]), pa.timestamp("us")))
+      parse(pa.array([value]))
     except pa.ArrowInvalid:
       want = f"format {time_format!r}" if time_format else "a number or an ISO-8601 date-time"
       raise InputError(f"{where(k)}: timestamp {value!r} is not {want}") from None
@@ -134,7 +133,6 @@ class InteractionLog:
     self.incomplete_users = np.zeros(0, np.int64)
     self.report: dict[str, Any] = {"input": os.path.abspath(opts.path), "format": opts.format,
                                    "dropped": {}}
-    start = time.perf_counter()
     try:
       self._read()
       self._shape()
@@ -143,8 +141,6 @@ class InteractionLog:
     except BaseException:
       self.close()
       raise
-    self.report["seconds"] = time.perf_counter() - start
-    self.report["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
   # ------------------------------------------------------------------ 1-2: read, objectives
   def _read(self) -> None:
@@ -296,7 +292,7 @@ class InteractionLog:
       self._split_points = SplitPoints(train_end=train_end.astype(np.int64),
                                                 valid=valid.astype(np.int64),
                                                 test=test.astype(np.int64))
-    points = self.split_points()
+    points = self._split_points or SplitPoints.leave_one_out(self._lengths)
     self.report.update(
         split=self.opts.split,
         train_examples=int(num_train_examples(points.train_end).sum()),
@@ -304,11 +300,14 @@ class InteractionLog:
     if self.opts.split == "leave_one_out":
       self.report["users_below_4_events"] = int((self._lengths < 4).sum())
 
-  def split_points(self) -> SplitPoints:
-    """The held-out split: a global time cut-off, or leave-one-out on the lengths."""
-    if self._split_points is not None:
-      return self._split_points
-    return SplitPoints.leave_one_out(self._lengths)
+  def explicit_split(self) -> SplitPoints | None:
+    """The time cut-off split, or None for leave-one-out (derived from the lengths)."""
+    return self._split_points
+
+  @property
+  def user_ids(self) -> np.ndarray:
+    """The `user_id` feature: the user index (the original ids are in vocab_users)."""
+    return np.arange(self._lengths.size, dtype=np.int64)
 
   def lengths(self) -> np.ndarray:
     """[users] int64 events per user, in user-index order."""
@@ -321,10 +320,11 @@ class InteractionLog:
 
   # ------------------------------------------------------------------ 6: side tables
   def _side_tables(self) -> None:
-    self.item_features, self.item_vocabs, self.item_table = self._side(
+    self.item_features, item_vocabs, self.item_table = self._side(
         self.opts.item_table, "items", "i", "iid", self.num_items + 1, 1)
-    self.user_features, self.user_vocabs, self.user_table = self._side(
+    self.user_features, user_vocabs, self.user_table = self._side(
         self.opts.user_table, "users", "u", "uid", int(self._lengths.size), 0)
+    self.feature_vocabs = {"item": item_vocabs, "user": user_vocabs}
 
   def _side(self, table: SideTable | None, ids: str, key: str, dense: str, rows: int,
             first: int):
@@ -350,16 +350,18 @@ class InteractionLog:
     codes = np.zeros((rows, len(table.columns)), np.int32)
     vocabs, spec = {}, []
     for j, column in enumerate(table.columns):
-      values = self._db.sql(f"SELECT DISTINCT c{j} AS v FROM {name} WHERE c{j} <> '' "
-                            "ORDER BY v").to_arrow_table()["v"].to_pylist()
-      vocabs[column] = values
-      spec.append((column, len(values) + 1))
-    joined = self._db.execute(
-        f"SELECT {dense}, " + ", ".join(
-            f"coalesce(list_position($v{j}, s.c{j}), 0)::INTEGER AS f{j}"
-            for j in range(len(table.columns)))
-        + f" FROM {ids} JOIN {name} s ON s.id = {ids}.{key}",
-        {f"v{j}": vocabs[c] for j, c in enumerate(table.columns)}).fetchnumpy()
+      self._db.execute(f"CREATE TABLE {name}_v{j} AS SELECT v, (row_number() OVER (ORDER BY v)"
+                       f")::INTEGER AS code FROM (SELECT DISTINCT c{j} AS v FROM {name} "
+                       f"WHERE c{j} <> '')")
+      vocabs[column] = self._db.sql(f"SELECT v FROM {name}_v{j} ORDER BY code"
+                                    ).to_arrow_table()["v"].to_pylist()
+      spec.append((column, len(vocabs[column]) + 1))
+    joined = self._db.sql(
+        f"SELECT {dense}, " + ", ".join(f"coalesce(v{j}.code, 0) AS f{j}"
+                                        for j in range(len(table.columns)))
+        + f" FROM {ids} JOIN {name} s ON s.id = {ids}.{key} " + " ".join(
+            f"LEFT JOIN {name}_v{j} v{j} ON v{j}.v = s.c{j}"
+            for j in range(len(table.columns)))).fetchnumpy()
     rows_found = joined[dense].astype(np.int64)
     for j in range(len(table.columns)):
       codes[rows_found, j] = joined[f"f{j}"]

@@ -191,8 +191,6 @@ def read_table(path: os.PathLike | str, columns: Sequence[str], fmt: TableFormat
 
 def _numbered(batches, first: int) -> Iterator[tuple[pa.RecordBatch, int]]:
   for batch in batches:
-    if isinstance(batch, pa.Table):
-      batch = batch.combine_chunks().to_batches()[0]
     yield batch, first
     first += batch.num_rows
 

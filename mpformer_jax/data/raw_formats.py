@@ -90,6 +90,12 @@ class ParsedDataset:
   item_table: np.ndarray        # [num_items + 1, F_item] int32, row 0 = padding zeros
   incomplete_users: np.ndarray  # user indices (0-based) flagged incomplete (ML-1M)
   item_tokens: Sequence[str] | None = None   # original id of item k + 1 (None: k + 1 itself)
+  report: dict = dataclasses.field(default_factory=dict)     # build-report entries
+  feature_vocabs: dict = dataclasses.field(default_factory=dict)
+
+  def explicit_split(self) -> None:
+    """Named datasets are split leave-one-out (`examples.SplitPoints`)."""
+    return None
 
   def __len__(self) -> int:
     return self.user_ids.size

@@ -34,6 +34,7 @@ import resource
 import time
 from typing import Any, Callable
 
+from array_record.python.array_record_module import ArrayRecordWriter
 from etils import epath
 import numpy as np
 import pyarrow as pa
@@ -41,7 +42,6 @@ import pyarrow.parquet as pq
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import naming
 from tensorflow_datasets.core import splits as splits_lib
-from array_record.python.array_record_module import ArrayRecordWriter
 
 from mpformer_jax.data import raw_formats
 from mpformer_jax.data import schema
@@ -136,7 +136,9 @@ class _SequenceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return raw_formats.resolve_dir(self.DATASET, manual)
 
   def _parse(self, dl_manager):
-    """The parsed dataset: `raw_formats.ParsedDataset` or `interactions.InteractionLog`."""
+    """The parsed dataset: a `raw_formats.ParsedDataset` or `interactions.InteractionLog`
+    (both give spec, lengths(), examples(), original_ids(), user_ids, explicit_split(),
+    item_table, incomplete_users, feature_vocabs and report)."""
     return raw_formats.PARSERS[self.DATASET](self._manual_dir(dl_manager))
 
   def _split_generators(self, dl_manager):
@@ -152,8 +154,8 @@ class _SequenceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         "lengths": parsed.lengths().tolist(),
         "incomplete_users": parsed.incomplete_users.tolist(),
     })
-    if getattr(parsed, "opts", None) is not None and parsed.opts.split != "leave_one_out":
-      points = parsed.split_points()
+    points = parsed.explicit_split()
+    if points is not None:
       self.info.metadata["split_points"] = {k: getattr(points, k).tolist()
                                             for k in ("train_end", "valid", "test")}
     json.dumps(dict(self.info.metadata))     # fail now, not after writing, if not JSON-able
@@ -161,8 +163,7 @@ class _SequenceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     for what in ("users", "items"):
       pq.write_table(pa.table({"id": parsed.original_ids(what)}),
                      os.fspath(folder / f"vocab_{what}.parquet"))
-    vocabs = {"item": getattr(parsed, "item_vocabs", {}), "user": getattr(parsed, "user_vocabs", {})}
-    (folder / "feature_vocabs.json").write_text(json.dumps(vocabs))
+    (folder / "feature_vocabs.json").write_text(json.dumps(parsed.feature_vocabs))
     (folder / "fingerprint.json").write_text(json.dumps(self.builder_config.fingerprint,
                                                         indent=1))
     return {SPLIT: self._generate_examples(parsed, start)}
@@ -204,11 +205,11 @@ class _SequenceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _generate_examples(self, parsed, start: float):
     lengths = parsed.lengths()
     report = {"users": int(lengths.size), "items": parsed.spec.num_items,
-              "events": int(lengths.sum()), **getattr(parsed, "report", {}),
+              "events": int(lengths.sum()), **parsed.report,
               "name": self.name, "fingerprint": self.builder_config.name}
-    raw_ids = None if isinstance(parsed, InteractionLog) else parsed.user_ids
+    user_ids = parsed.user_ids
     for index, seq in parsed.examples():
-      example = {"user_id": index if raw_ids is None else int(raw_ids[index]),
+      example = {"user_id": int(user_ids[index]),
                  schema.SEQ_ITEM_IDS: seq[schema.SEQ_ITEM_IDS],
                  schema.SEQ_LABELS: seq[schema.SEQ_LABELS]}
       if seq[schema.SEQ_EVENT_FEATURES].shape[-1]:

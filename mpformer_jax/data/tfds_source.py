@@ -64,6 +64,7 @@ class TfdsSource:
                        f"{self._lengths.size} users; rebuild the dataset")
     self._cache_enabled = cache
     self._cache: dict[int, dict[str, np.ndarray]] = {}
+    self._vocabs: dict[str, np.ndarray] = {}
     self._lock = threading.Lock()
 
   def split_points(self) -> SplitPoints:
@@ -74,8 +75,10 @@ class TfdsSource:
     """Original ids as text: of user index k ("users") or of item id k + 1 ("items")."""
     if what not in ("users", "items"):
       raise ValueError(f"original_ids: what={what!r}; use 'users' or 'items'")
-    path = os.path.join(self.data_dir, f"vocab_{what}.parquet")
-    return np.asarray(pq.read_table(path)["id"].to_pylist(), dtype=object)
+    if what not in self._vocabs:     # read once: callers map ids batch by batch
+      path = os.path.join(self.data_dir, f"vocab_{what}.parquet")
+      self._vocabs[what] = np.asarray(pq.read_table(path)["id"].to_pylist(), dtype=object)
+    return self._vocabs[what]
 
   def __len__(self) -> int:
     return self._lengths.size

@@ -306,8 +306,7 @@ def top_items(config, workdir: str, n: int, split: str = "test",
             block_size=config.eval.item_block_size,
             exclude_ids=None if exclude is None else exclude[idx]))
         names = original_ids(source, "items", np.maximum(ids, 1))
-        for row in np.unique(idx):
-          b = int(np.flatnonzero(idx == row)[0])
+        for b, row in enumerate(idx[:np.unique(idx).size]):   # the tail repeats the last user
           f.write(json.dumps({"user": str(user_ids[row]), "objective": name, "step": step,
                               "items": [str(x) for x in names[b]],
                               "scores": [round(float(x), 6) for x in scores[b]]}) + "\n")
