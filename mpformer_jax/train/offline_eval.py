@@ -176,14 +176,13 @@ def _build(config, split: str):
   return model, examples, layout, evaluator, source
 
 
-def _restore(config, workdir: str, split: str, with_source: bool = False):
-  """(model, examples, evaluator, params, step[, source]) of the latest checkpoint."""
+def _restore(config, workdir: str, split: str):
+  """(model, examples, evaluator, params, step, source) of the latest checkpoint."""
   checkpoint_dir(workdir)  # fail before building any data
   model, examples, layout, evaluator, source = _build(config, split)
   params, step = restore_params(config, workdir, model,
                                 {k: v[:2] for k, v in examples.items()}, layout)
-  out = (model, examples, evaluator, params, step)
-  return out + (source,) if with_source else out
+  return model, examples, evaluator, params, step, source
 
 
 def evaluate(config, workdir: str, retrieval: str = "exact", split: str = "test"
@@ -199,7 +198,7 @@ def evaluate(config, workdir: str, retrieval: str = "exact", split: str = "test"
   if split not in SPLITS:
     raise ValueError(f"unknown split {split!r}; use one of {SPLITS}")
   workdir = os.path.abspath(os.path.expanduser(workdir))
-  model, examples, evaluator, params, step = _restore(config, workdir, split)
+  model, examples, evaluator, params, step, _ = _restore(config, workdir, split)
   ecfg, objectives = config.eval, model.cfg.objectives
   ks, k = tuple(ecfg.ks), max(ecfg.ks)
   items = evaluator.corpus(params)
@@ -262,8 +261,8 @@ def export_embeddings(config, workdir: str, path: str, split: str = "test") -> d
   `item_ids` [N + 1] and `query_user_ids` [U * O] give the original ids of the input files
   (row 0 of `items` is the padding, id ""); `objectives` names each query's objective.
   """
-  _, examples, evaluator, params, step, source = _restore(
-      config, os.path.expanduser(workdir), split, with_source=True)
+  _, examples, evaluator, params, step, source = _restore(config, os.path.expanduser(workdir),
+                                                          split)
   items = np.asarray(evaluator.corpus(params), np.float32)
   users = np.asarray(evaluator.users(params, examples), np.float32)  # [U, O, k, d]
   queries = users.reshape((-1,) + users.shape[2:])
@@ -292,7 +291,7 @@ def top_items(config, workdir: str, n: int, split: str = "test",
   """Writes `<workdir>/top_items_<split>.jsonl`: per held-out user and objective, the top-`n`
   items (exact retrieval) as original ids, with scores. Returns the path."""
   workdir = os.path.abspath(os.path.expanduser(workdir))
-  model, examples, evaluator, params, step, source = _restore(config, workdir, split, True)
+  model, examples, evaluator, params, step, source = _restore(config, workdir, split)
   items = evaluator.corpus(params)
   users = evaluator.users(params, examples)  # [U, O, J, d]
   exclude = jnp.asarray(examples[schema.HISTORY_IDS]) if remove_seen else None
