@@ -167,6 +167,11 @@ def entry(dataset: str, config: str, overrides: dict, workdir: Path, proc: dict)
   return e
 
 
+# Fault policies added after runs were stored: at these values a run without faults is
+# unchanged, so they stay out of the digest.
+FAULT_POLICIES = (("train", "nonfinite", "stop"), ("data", "invalid_users", "error"))
+
+
 def config_digest(config: str, overrides: dict, training_only: bool = False) -> str:
   """Hash of the effective config: the config file (and all it imports) with the overrides.
 
@@ -187,6 +192,9 @@ def config_digest(config: str, overrides: dict, training_only: bool = False) -> 
   resolved = json.loads(cfg.to_json_best_effort())
   if resolved["data"]["name"] != "interactions":   # settings of the generic path only
     resolved["data"].pop("interactions", None)
+  for section, key, default in FAULT_POLICIES:     # at their defaults they change nothing
+    if resolved[section].get(key) == default:
+      resolved[section].pop(key)
   if training_only:
     resolved.pop("eval", None)
   return hashlib.sha1(json.dumps(resolved, sort_keys=True, default=repr)

@@ -29,6 +29,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       max_len=256,        # history length seen by the model, left-padded
       num_threads=2,      # Grain read threads
       stats_max_users=20_000,  # users scanned for logQ / popularity counts
+      # a malformed user (ids out of range, NaN labels, ...): "error" stops the run naming
+      # dataset, user and field; "drop" leaves such users out, counted and logged (one
+      # validation pass over all users at every start)
+      invalid_users="error",
       synthetic=dict(num_users=20_000, num_items=10_000, num_topics=100, num_categories=20,
                      num_authors=2_000, zipf_exponent=1.1, min_len=20, max_len=300,
                      interests_per_user=3, drift_prob=0.02, seed=0),
@@ -82,7 +86,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                 negatives="in_batch")
   c.train = dict(num_steps=1_000, batch_size=128, learning_rate=2e-3, warmup_steps=100,
                  weight_decay=0.01, grad_clip=1.0, log_every_steps=50,
-                 eval_every_steps=500, checkpoint_every_steps=250, max_checkpoints=2)
+                 eval_every_steps=500, checkpoint_every_steps=250, max_checkpoints=2,
+                 # a non-finite loss or gradient: "stop" the run (no checkpoint of it is
+                 # written), or "skip" the batch (its update not applied; counted)
+                 nonfinite="stop")
   c.eval = dict(num_users=5_000, batch_size=256, ks=(10, 50, 200), item_block_size=65_536,
                 remove_seen=False, split="valid",
                 merged_n=200,            # merged multi-objective list size N

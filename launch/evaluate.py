@@ -1,9 +1,11 @@
 """Evaluate a trained checkpoint offline, with exact or ScaNN retrieval.
 
-  python -m launch.evaluate --config=configs/base.py --workdir=/tmp/mpformer
-  python -m launch.evaluate --config=configs/base.py:tiny --workdir=/tmp/tiny --retrieval=scann
+  python -m launch.evaluate --workdir=/tmp/mpformer
+  python -m launch.evaluate --workdir=/tmp/tiny --retrieval=scann --config.eval.num_users=100
 
-Pass the config the run was trained with. Restores the latest checkpoint in
+Uses the config the run was trained with (`<workdir>/config.json`); `--config.eval.*` and
+other evaluation-time fields may be changed on top of it. An explicit `--config=...` is
+checked against the saved one. Restores the newest intact checkpoint in
 `<workdir>/checkpoints`, prints a per-objective table (all items / seen removed) and writes
 `<workdir>/eval_<retrieval>.json`. ScaNN settings: `config.eval.scann` (-1 = automatic).
 With `--top_items=N` it also writes every held-out user's top-N items per objective, as the
@@ -14,11 +16,12 @@ interest vectors for `python benchmarks/retrieval.py --embeddings PATH.npz`.
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from mpformer_jax.train import console_log, run_config
 from mpformer_jax.train.offline_eval import (RETRIEVALS, SPLITS, evaluate, export_embeddings,
                                              format_table, top_items)
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/base.py",
-                                          "Config file the run was trained with.",
+                                          "Config file; default: the run's saved config.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/mpformer", "Workdir of the training run.")
 _RETRIEVAL = flags.DEFINE_enum("retrieval", "exact", RETRIEVALS, "Retrieval method.")
@@ -32,8 +35,14 @@ _EXPORT = flags.DEFINE_string("export_embeddings", "", "Write item and user embe
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.INFO)
-  config = _CONFIG.value
+  verbose = flags.FLAGS["verbosity"].present
+  console_log.quiet_console(verbose)
+  if not verbose:
+    logging.set_verbosity(logging.INFO)
+  config_flag = flags.FLAGS["config"]
+  config = run_config.for_reading(
+      _WORKDIR.value, _CONFIG.value if config_flag.present else None,
+      config_flags.get_override_values(config_flag))
   if _EXPORT.value:
     shapes = export_embeddings(config, _WORKDIR.value, _EXPORT.value, _SPLIT.value)
     print(f"wrote {_EXPORT.value}: {shapes}", flush=True)

@@ -36,6 +36,7 @@ def test_run_specs_cover_every_switch():
     assert runs[f"ablation/{switch}"][1][f"model.{switch}"] is False
 
 
+@pytest.mark.slow   # about 95 s on 2 cores; .ci/run runs the slow set after the default one
 def test_quick_subset_layout_resume_and_readme(tmp_path, monkeypatch):
   mo = _load()
   argv = ["--quick", "--steps", "4", "--only", _ONLY, "--out", str(tmp_path),

@@ -32,6 +32,7 @@ def test_compression_schedule_matches_paper_and_keeps_48_raw():
     assert [w for w, _ in schedule] == sorted((w for w, _ in schedule), reverse=True)
 
 
+@pytest.mark.slow   # about 95 s on 2 cores; .ci/run runs the slow set after the default one
 def test_quick_sweep_rows_png_and_resume(tmp_path):
   throughput = _load()
   rows = throughput.main(["--quick", "--out", str(tmp_path)])

@@ -55,6 +55,17 @@ class SplitPoints:
     """Users with a target in `split` (int64 indices, ascending)."""
     return np.flatnonzero(self.positions(split) >= 1)
 
+  def gives_example(self) -> np.ndarray:
+    """[U] bool: the user has a training, validation or test target (else: too short)."""
+    return (self.train_end >= 2) | (self.valid >= 1) | (self.test >= 1)
+
+  def without(self, users: np.ndarray) -> SplitPoints:
+    """These points with `users` giving no example at all (dropped users)."""
+    keep = np.ones(self.train_end.shape, bool)
+    keep[np.asarray(users, np.int64)] = False
+    return SplitPoints(train_end=np.where(keep, self.train_end, 0),
+                       valid=np.where(keep, self.valid, -1), test=np.where(keep, self.test, -1))
+
 
 def num_train_examples(train_end: np.ndarray) -> np.ndarray:
   """Training examples per user: positions 1..train_end - 1."""
@@ -101,11 +112,19 @@ class ExampleIndex:
 
 def check_logq_table(spec: schema.DatasetSpec, logq_table: np.ndarray) -> np.ndarray:
   """The logQ table as float32 [num_items + 1]; ValueError on a wrong shape or non-finite."""
+  table = _logq_of_shape(spec, logq_table)
+  if not np.isfinite(table).all():
+    bad = int(np.flatnonzero(~np.isfinite(table))[0])
+    raise ValueError(f"dataset {spec.name!r}, logq_table: NaN or infinite value "
+                     f"{table[bad]} at item {bad}")
+  return table
+
+
+def _logq_of_shape(spec: schema.DatasetSpec, logq_table: np.ndarray) -> np.ndarray:
   table = np.asarray(logq_table, np.float32)
   if table.shape != (spec.item_vocab_size,):
-    raise ValueError(f"logq_table: shape {table.shape}, expected ({spec.item_vocab_size},)")
-  if not np.isfinite(table).all():
-    raise ValueError("logq_table: NaN or infinite value")
+    raise ValueError(f"dataset {spec.name!r}, logq_table: shape {table.shape}, expected "
+                     f"({spec.item_vocab_size},)")
   return table
 
 
@@ -114,9 +133,11 @@ def make_examples(source: schema.SequenceSource, users: np.ndarray, positions: n
                   validate: bool = True) -> dict[str, np.ndarray]:
   """Stacked examples (schema batch keys, leading dim B) for target (user, position) pairs.
 
-  With `validate`, the assembled batch goes through `schema.validate_batch` (one vectorised
-  check, not B per-user ones); on failure each sequence is re-checked with
-  `schema.validate_sequence` so the error names the user and field.
+  Every sequence's layout is checked (`schema.check_layout`, O(1) per user). With
+  `validate`, the values of the assembled batch go through `schema.validate_batch` (one
+  vectorised check, not B per-user ones); on failure the failing row's sequence is
+  re-checked with `schema.validate_sequence`, so the `InvalidRecord` names the event too, or
+  else the batch error is raised with the example's target position.
   """
   if max_len < 1:
     raise ValueError(f"max_len must be >= 1, got {max_len}")
@@ -125,9 +146,7 @@ def make_examples(source: schema.SequenceSource, users: np.ndarray, positions: n
   positions = np.asarray(positions, np.int64).reshape(-1)
   if users.shape != positions.shape:
     raise ValueError(f"users {users.shape} and positions {positions.shape} differ in shape")
-  table = np.asarray(logq_table, np.float32)
-  if table.shape != (spec.item_vocab_size,):
-    raise ValueError(f"logq_table: shape {table.shape}, expected ({spec.item_vocab_size},)")
+  table = _logq_of_shape(spec, logq_table)    # finiteness: per target, in validate_batch
   b, n_ev, n_obj = users.size, len(spec.event_features), len(spec.objectives)
   hist_ids = np.zeros((b, max_len), np.int32)
   hist_events = np.zeros((b, max_len, n_ev), np.int32)
@@ -137,14 +156,15 @@ def make_examples(source: schema.SequenceSource, users: np.ndarray, positions: n
   seqs = []
   for row, (user, pos) in enumerate(zip(users.tolist(), positions.tolist())):
     seq = source.user(user)
+    schema.check_layout(spec, seq, user)
     seqs.append(seq)
     ids = seq[schema.SEQ_ITEM_IDS]
     n = len(ids)
-    if n == 0:
-      schema.validate_sequence(spec, seq, user)    # raises: empty sequence
     if not 1 <= pos < n:
-      raise ValueError(f"user {user}: target position {pos} out of range [1, {n}) "
-                       f"for a sequence of {n} events")
+      raise schema.InvalidRecord(
+          spec.name, schema.SEQ_ITEM_IDS, f"no target event at position {pos}: the sequence "
+          f"has {n} events (targets 1..{n - 1})", kind=schema.OUT_OF_RANGE, user=user,
+          row=row, position=pos)
     lo = max(0, pos - max_len)
     hist_ids[row, max_len - (pos - lo):] = ids[lo:pos]
     hist_events[row, max_len - (pos - lo):] = seq[schema.SEQ_EVENT_FEATURES][lo:pos]
@@ -167,10 +187,11 @@ def make_examples(source: schema.SequenceSource, users: np.ndarray, positions: n
   if validate:
     try:
       schema.validate_batch(spec, batch)
-    except ValueError:
-      for user, seq in zip(users.tolist(), seqs):
-        schema.validate_sequence(spec, seq, user)
-      raise
+    except schema.InvalidRecord as err:
+      if err.row is None:
+        raise
+      schema.validate_sequence(spec, seqs[err.row], int(users[err.row]))
+      raise err.at_position(int(positions[err.row])) from None
   return batch
 
 

@@ -41,7 +41,7 @@ def popularity_counts(source: schema.SequenceSource, *,
   for i, user in enumerate(users.tolist()):
     seq = source.user(user)
     ids = np.asarray(seq[schema.SEQ_ITEM_IDS])
-    if i == 0 or ids.min() < 1 or ids.max() > spec.num_items:
+    if i == 0 or not _plain_ids(spec, ids):
       schema.validate_sequence(spec, seq, user)
     chunk.append(ids[1:train_end[user]])
     if len(chunk) == 4096:
@@ -50,6 +50,12 @@ def popularity_counts(source: schema.SequenceSource, *,
   if chunk:
     counts += np.bincount(np.concatenate(chunk), minlength=spec.item_vocab_size)
   return counts
+
+
+def _plain_ids(spec: schema.DatasetSpec, ids: np.ndarray) -> bool:
+  """A cheap pre-check: a non-empty 1-D integer array of ids in [1, num_items]."""
+  return (ids.ndim == 1 and ids.size > 0 and ids.dtype.kind in "iu"
+          and 1 <= ids.min() and ids.max() <= spec.num_items)
 
 
 def target_log_q(source: schema.SequenceSource, *,

@@ -83,56 +83,193 @@ class SequenceSource(Protocol):
     """Side features [..., F_item] int32 of item ids (0 -> all-zero features)."""
 
 
-def validate_sequence(spec: DatasetSpec, seq: Mapping[str, np.ndarray], user: int) -> None:
-  """Raise a ValueError naming the field and value if a user's sequence is malformed."""
+# Kinds of `InvalidRecord` (with the field, what a dropped user is counted by).
+EMPTY, PADDING, OUT_OF_RANGE, MISSING = "empty", "padding", "out of range", "missing"
+NON_FINITE, WRONG_DTYPE, WRONG_SHAPE = "NaN or inf", "wrong dtype", "wrong shape"
+
+
+class InvalidRecord(ValueError):
+  """A record that breaks the schema, named by dataset, record and field.
+
+  Why a subclass: `screening` drops exactly these (a malformed user) and counts them by
+  (field, kind); any other error (an unreadable build, a bug) still stops the run.
+  """
+
+  def __init__(self, dataset: str, field: str, problem: str, *, kind: str,
+               user: int | None = None, row: int | None = None,
+               position: int | None = None, event: int | None = None):
+    self.dataset, self.field, self.problem, self.kind = dataset, field, problem, kind
+    self.user, self.row, self.position, self.event = user, row, position, event
+    super().__init__(f"dataset {dataset!r}, {self.record}, field {field!r}: {problem}")
+
+  @property
+  def record(self) -> str:
+    """E.g. "user 17 (batch row 3), target position 5"; "batch" when no record is known."""
+    parts = []
+    if self.user is not None:
+      parts.append(f"user {self.user}" + (f" (batch row {self.row})" if self.row is not None
+                                          else ""))
+    elif self.row is not None:
+      parts.append(f"batch row {self.row}")
+    if self.position is not None:
+      parts.append(f"target position {self.position}")
+    if self.event is not None:
+      parts.append(f"event {self.event}")
+    return ", ".join(parts) or "batch"
+
+  def at_position(self, position: int) -> InvalidRecord:
+    """The same error naming the example's target position (known to the caller only)."""
+    return InvalidRecord(self.dataset, self.field, self.problem, kind=self.kind,
+                         user=self.user, row=self.row, position=position, event=self.event)
+
+
+def _first(bad: np.ndarray) -> tuple[int, ...]:
+  """Index of the first True of a mask (which record / column failed)."""
+  return tuple(int(i) for i in np.argwhere(bad)[0])
+
+
+def check_layout(spec: DatasetSpec, seq: Mapping[str, np.ndarray], user: int) -> None:
+  """Raise `InvalidRecord` on an empty sequence or a field of the wrong dtype or shape.
+
+  O(1) (no value is read), so the pipeline runs it on every example: numpy would otherwise
+  cast a float id or feature to int silently, or fail on a mis-shaped one with no names.
+  """
   ids = np.asarray(seq[SEQ_ITEM_IDS])
-  if ids.ndim != 1 or ids.size == 0:
-    raise ValueError(f"user {user}: empty or non-1-D item sequence (shape {ids.shape})")
+  if ids.size == 0:
+    raise InvalidRecord(spec.name, SEQ_ITEM_IDS, "empty sequence (no events)", kind=EMPTY,
+                        user=user)
+  n = ids.size
+  fields = ((SEQ_ITEM_IDS, ids, (n,), (), "iu"),
+            (SEQ_EVENT_FEATURES, seq[SEQ_EVENT_FEATURES], (n, len(spec.event_features)),
+             [f for f, _ in spec.event_features], "iu"),
+            (SEQ_USER_FEATURES, seq[SEQ_USER_FEATURES], (len(spec.user_features),),
+             [f for f, _ in spec.user_features], "iu"),
+            (SEQ_LABELS, seq[SEQ_LABELS], (n, len(spec.objectives)), spec.objectives, "biuf"))
+  for field, values, shape, names, kinds in fields:
+    values = np.asarray(values)
+    _check_shape(spec.name, field, values.shape, shape, names, user=user)
+    if values.dtype.kind not in kinds:
+      raise InvalidRecord(spec.name, field, f"dtype {values.dtype}, expected "
+                          f"{'integers' if kinds == 'iu' else 'numbers'}", kind=WRONG_DTYPE,
+                          user=user)
+
+
+def _check_shape(dataset: str, field: str, shape: tuple[int, ...], expected: tuple[int, ...],
+                 names: Sequence[str], **record) -> None:
+  """Shape check; a wrong last dimension names the columns the spec expects."""
+  if shape == expected:
+    return
+  if names and shape[:-1] == expected[:-1]:
+    extra = " (labels for objectives the dataset does not have)" if (
+        field in (SEQ_LABELS, TARGET_LABELS) and shape[-1] > expected[-1]) else ""
+    problem = f"{shape[-1]} columns, expected {expected[-1]}: {tuple(names)}{extra}"
+  else:
+    problem = f"shape {shape}, expected {expected}"
+  raise InvalidRecord(dataset, field, problem, kind=WRONG_SHAPE, **record)
+
+
+def validate_sequence(spec: DatasetSpec, seq: Mapping[str, np.ndarray], user: int) -> None:
+  """Raise `InvalidRecord` naming dataset, user, event and field if a sequence is malformed.
+
+  Checks the layout (`check_layout`), then the values: item ids in [1, num_items] and not all
+  padding, categorical features in their vocabularies, labels finite and in {0, 1}.
+  """
+  check_layout(spec, seq, user)
+  ids = np.asarray(seq[SEQ_ITEM_IDS])
+  if not ids.any():
+    raise InvalidRecord(spec.name, SEQ_ITEM_IDS, "all-padding sequence: every item id is 0",
+                        kind=PADDING, user=user)
   bad = (ids < 1) | (ids > spec.num_items)
   if bad.any():
-    raise ValueError(f"user {user}: item id {int(ids[bad][0])} out of range "
-                     f"[1, {spec.num_items}] in field {SEQ_ITEM_IDS!r}")
-  _check_vocab(spec.event_features, seq[SEQ_EVENT_FEATURES], f"user {user} event_features")
-  _check_vocab(spec.user_features, seq[SEQ_USER_FEATURES], f"user {user} user_features")
-  labels = np.asarray(seq[SEQ_LABELS])
-  if labels.shape != (ids.size, len(spec.objectives)):
-    raise ValueError(f"user {user}: labels shape {labels.shape}, expected "
-                     f"{(ids.size, len(spec.objectives))}")
+    (event,) = _first(bad)
+    raise InvalidRecord(spec.name, SEQ_ITEM_IDS, f"item id {int(ids[event])} out of range "
+                        f"[1, {spec.num_items}]", kind=OUT_OF_RANGE, user=user, event=event)
+  _check_vocab(spec.name, SEQ_EVENT_FEATURES, spec.event_features, seq[SEQ_EVENT_FEATURES],
+               lambda at: dict(user=user, event=at[0]))
+  _check_vocab(spec.name, SEQ_USER_FEATURES, spec.user_features, seq[SEQ_USER_FEATURES],
+               lambda at: dict(user=user))
+  _check_labels(spec, SEQ_LABELS, seq[SEQ_LABELS], lambda at: dict(user=user, event=at[0]))
 
 
-def _check_vocab(features: Sequence[tuple[str, int]], values: np.ndarray, where: str) -> None:
+def _check_vocab(dataset: str, field: str, features: Sequence[tuple[str, int]],
+                 values: np.ndarray, record_at) -> None:
+  """Categorical columns [..., F]: count and integer dtype, then each in [0, vocab).
+
+  `record_at(index)` names the record of a bad value from its index (without the column); a
+  wrong count or dtype concerns the whole array, so it names none.
+  """
   values = np.asarray(values)
-  if values.shape[-1] != len(features):
-    raise ValueError(f"{where}: {values.shape[-1]} columns, expected {len(features)}")
+  _check_shape(dataset, field, values.shape, values.shape[:-1] + (len(features),),
+               [name for name, _ in features])
   if not np.issubdtype(values.dtype, np.integer):
-    raise ValueError(f"{where}: categorical features must be integers, got {values.dtype}")
+    raise InvalidRecord(dataset, field, f"categorical features must be integers, got "
+                        f"{values.dtype}", kind=WRONG_DTYPE)
   for col, (name, vocab) in enumerate(features):
     column = values[..., col]
     bad = (column < 0) | (column >= vocab)
     if bad.any():
-      raise ValueError(f"{where}: feature {name!r} value {int(column[bad].flat[0])} out of "
-                       f"range [0, {vocab})")
+      at = _first(bad)
+      raise InvalidRecord(dataset, field, f"feature {name!r} value {int(column[at])} out of "
+                          f"range [0, {vocab})", kind=OUT_OF_RANGE, **record_at(at))
+
+
+def _check_labels(spec: DatasetSpec, field: str, labels: np.ndarray, record_at) -> None:
+  """Objective labels [..., O]: finite and in {0, 1}, naming the objective of a bad one."""
+  labels = np.asarray(labels)
+  non_finite = ~np.isfinite(labels)
+  not_binary = (labels != 0) & (labels != 1)
+  for bad, kind, problem in ((non_finite, NON_FINITE, "is {}"),
+                             (not_binary, OUT_OF_RANGE, "value {} not in {{0, 1}}")):
+    if bad.any():
+      at = _first(bad)
+      raise InvalidRecord(spec.name, field, f"label {spec.objectives[at[-1]]!r} "
+                          + problem.format(labels[at]), kind=kind, **record_at(at[:-1]))
 
 
 def validate_batch(spec: DatasetSpec, batch: Mapping[str, np.ndarray]) -> None:
-  """Check a host batch before it reaches the device: ranges, NaNs, shapes."""
+  """Check a host batch before it reaches the device: keys, dtypes, ranges, NaNs, shapes.
+
+  Vectorised over the batch; an error names the batch row and its `user_index`.
+  """
   missing = [k for k in BATCH_KEYS if k not in batch]
   if missing:
-    raise ValueError(f"batch is missing keys {missing}")
+    raise InvalidRecord(spec.name, missing[0], f"batch is missing keys {missing}",
+                        kind=MISSING)
+  users = np.asarray(batch[USER_INDEX]).reshape(-1)
+
+  def record_at(at: tuple[int, ...]) -> dict[str, int | None]:
+    return dict(row=at[0], user=int(users[at[0]]) if at[0] < users.size else None)
+
   for key in (HISTORY_IDS, TARGET_ID):
-    ids = np.asarray(batch[key])
-    bad = (ids < 0) | (ids > spec.num_items)
-    if bad.any():
-      raise ValueError(f"{key}: item id {int(ids[bad].flat[0])} out of range "
-                       f"[0, {spec.num_items}]")
-  if (np.asarray(batch[TARGET_ID]) == 0).any():
-    raise ValueError(f"{TARGET_ID}: padding id 0 used as a target")
-  if (np.asarray(batch[HISTORY_IDS]) != 0).sum(axis=-1).min() == 0:
-    raise ValueError(f"{HISTORY_IDS}: an example has an empty history")
-  _check_vocab(spec.item_features, batch[HISTORY_ITEM_FEATURES], HISTORY_ITEM_FEATURES)
-  _check_vocab(spec.item_features, batch[TARGET_ITEM_FEATURES], TARGET_ITEM_FEATURES)
-  _check_vocab(spec.event_features, batch[HISTORY_EVENT_FEATURES], HISTORY_EVENT_FEATURES)
-  _check_vocab(spec.user_features, batch[USER_FEATURES], USER_FEATURES)
-  for key in (TARGET_LABELS, TARGET_LOGQ):
-    if not np.isfinite(np.asarray(batch[key])).all():
-      raise ValueError(f"{key}: NaN or infinite value")
+    _check_batch_ids(spec, key, np.asarray(batch[key]), record_at)
+  for key, features in ((HISTORY_ITEM_FEATURES, spec.item_features),
+                        (TARGET_ITEM_FEATURES, spec.item_features),
+                        (HISTORY_EVENT_FEATURES, spec.event_features),
+                        (USER_FEATURES, spec.user_features)):
+    _check_vocab(spec.name, key, features, batch[key], record_at)
+  labels = np.asarray(batch[TARGET_LABELS])
+  _check_shape(spec.name, TARGET_LABELS, labels.shape,
+               labels.shape[:-1] + (len(spec.objectives),), spec.objectives)
+  _check_labels(spec, TARGET_LABELS, labels, record_at)
+  bad = ~np.isfinite(np.asarray(batch[TARGET_LOGQ]))
+  if bad.any():
+    raise InvalidRecord(spec.name, TARGET_LOGQ, "NaN or infinite value", kind=NON_FINITE,
+                        **record_at(_first(bad)))
+
+
+def _check_batch_ids(spec: DatasetSpec, key: str, ids: np.ndarray, record_at) -> None:
+  """Batch item ids: integers in [0, num_items], no padding target, no all-padding history."""
+  if ids.dtype.kind not in "iu":
+    raise InvalidRecord(spec.name, key, f"item ids must be integers, got {ids.dtype}",
+                        kind=WRONG_DTYPE)
+  bad = (ids < 0) | (ids > spec.num_items)
+  if bad.any():
+    at = _first(bad)
+    raise InvalidRecord(spec.name, key, f"item id {int(ids[at])} out of range "
+                        f"[0, {spec.num_items}]", kind=OUT_OF_RANGE, **record_at(at))
+  is_target = key == TARGET_ID
+  padding = (ids == 0) if is_target else ~ids.any(axis=-1)
+  if padding.any():
+    problem = ("padding id 0 used as a target" if is_target
+               else "all-padding history: the example has no non-zero item id")
+    raise InvalidRecord(spec.name, key, problem, kind=PADDING, **record_at(_first(padding)))

@@ -1,9 +1,12 @@
 """`train_and_evaluate(config, workdir)`: the one train loop.
 
-Builds the data source, model and optimizer, resumes from the latest checkpoint in
-`workdir` if there is one (model, optimizer, step, RNG and data iterator alike), trains with
-a log line every `train.log_every_steps`, evaluates every `train.eval_every_steps` and at
-the end, and appends every record to `<workdir>/metrics.jsonl`.
+Builds the data source, model and optimizer, resumes from the newest intact checkpoint in
+`workdir` if there is one (model, optimizer, step, RNG and data iterator alike; the config
+checked against the run's saved one, `resume`), trains with a log line every
+`train.log_every_steps`, evaluates every `train.eval_every_steps` and at the end, and appends
+every record to `<workdir>/metrics.jsonl`. SIGTERM / SIGINT stop it after the current step
+with a checkpoint (`preemption`); a non-finite loss or gradient stops it before any save
+(`train.nonfinite="stop"`) or skips the batch (`"skip"`).
 """
 from __future__ import annotations
 
@@ -14,17 +17,21 @@ import jax
 import numpy as np
 from absl import logging
 
-from mpformer_jax.data import pipeline, schema
+from mpformer_jax.data import pipeline, schema, screening
 from mpformer_jax.data.registry import make_source
 from mpformer_jax.model.retriever import ModelConfig, Retriever
 from mpformer_jax.parallel import distributed
 from mpformer_jax.parallel.sharding import Layout
+from mpformer_jax.train import resume
 from mpformer_jax.train.checkpoint import Checkpointer
 from mpformer_jax.train.evaluation import Evaluator
 from mpformer_jax.train.flops import device_peak_flops, train_flops_per_step
 from mpformer_jax.train.metric_writer import MetricWriter
-from mpformer_jax.train.state import (device_batch, init_state, make_optimizer,
+from mpformer_jax.train.preemption import PreemptionGuard
+from mpformer_jax.train.state import (describe_fault, device_batch, init_state, make_optimizer,
                                       make_train_step, shardings_of)
+
+NONFINITE_POLICIES = ("stop", "skip")
 
 
 def prepare_workdir(workdir: str) -> str:
@@ -53,6 +60,8 @@ def check_config(config) -> None:
   if config.loss.negatives == "catalogue" and config.loss.kind != "softmax":
     raise ValueError('loss.negatives="catalogue" is the exact softmax: set loss.kind="softmax" '
                      f"(got {config.loss.kind!r}, a correction for in-batch sampling)")
+  if t.nonfinite not in NONFINITE_POLICIES:
+    raise ValueError(f"train.nonfinite must be one of {NONFINITE_POLICIES}, got {t.nonfinite!r}")
   if config.eval.split not in ("valid", "test"):
     raise ValueError(f"eval.split must be 'valid' or 'test', got {config.eval.split!r}")
 
@@ -68,19 +77,27 @@ def _format_eta(seconds: float) -> str:
   return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
 
 
-def train_and_evaluate(config, workdir: str) -> dict[str, float]:
+def train_and_evaluate(config, workdir: str,
+                       allow_config_changes: tuple[str, ...] = ()) -> dict[str, float]:
   """Train (or resume) and evaluate; returns the final metrics record.
 
   Runs on the `config.mesh` device mesh: the state is sharded by `config.parallel.rules`,
   each process reads its shard of the data (per-host batch = global / process count) and
   the step sees global arrays; metrics are written by process 0, checkpoints by Orbax.
+  `allow_config_changes` names overridable fields (`run_config.OVERRIDABLE`) that may differ
+  from the run's saved config on resume. A run stopped by a signal returns
+  `{"preempted": True, "step": ..., "signal": ...}` after saving.
   """
   distributed.maybe_initialize(config.get("parallel", {}))  # before any backend use
   check_config(config)
   layout = Layout.from_config(config)  # bad mesh / batch size: errors before compiling
   layout.check_batch_size(config.train.batch_size)
   workdir = prepare_workdir(workdir)
-  source = make_source(config.data)
+  source = screening.screen_users(make_source(config.data), config.data.invalid_users)
+  screening.log_split_summary(source)
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"),
+                      max_to_keep=config.train.max_checkpoints)
+  save_run_config = resume.check_config(config, workdir, source, ckpt, allow_config_changes)
   spec, max_len, t = source.spec, config.data.max_len, config.train
   model = Retriever(spec, ModelConfig.from_config(config.model, max_len))
   logq = pipeline.target_log_q(source, max_users=config.data.stats_max_users)
@@ -101,14 +118,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                                        seed=config.seed, logq_table=logq,
                                        num_threads=config.data.num_threads,
                                        shard_index=shard_index, shard_count=shard_count)
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=t.max_checkpoints)
-  start = ckpt.latest_step()
-  if start is not None:
-    state, data_state = ckpt.restore(start, state)
-    train_iter.set_state(data_state)
-    logging.info("Resuming from checkpoint at step %d in %s", start, ckpt.directory)
-  else:
-    start = 0
+  start, state = resume.restore(ckpt, state, train_iter)
+  save_run_config()
+  if start == 0:
     logging.info("Starting a new run in %s", workdir)
 
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
@@ -124,47 +136,40 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   train_step = make_train_step(model, tx, config, layout, shardings_of(state),
                                corpus_features=evaluator.corpus_features)
   writer = MetricWriter(workdir, restored_step=start)
-  step, window_start, window_steps, last = start, time.perf_counter(), 0, {}
-  while step < t.num_steps:
-    batch = next(train_iter)
-    schema.validate_batch(spec, batch)
-    state, metrics = train_step(state, layout.shard_batch(device_batch(batch)))
-    step += 1
-    window_steps += 1
-    if step % t.log_every_steps == 0 or step == t.num_steps:
-      metrics = jax.device_get(metrics)
-      if not np.isfinite(metrics["loss"]):
-        raise FloatingPointError(f"loss is {metrics['loss']} at step {step}; lower "
-                                 f"train.learning_rate or check the data")
-      for o, name in enumerate(model.cfg.objectives):
-        if metrics[f"count/{o}"] == 0:
-          logging.warning("step %d: no target in the batch has objective %r; its loss term "
-                          "was skipped (0) for this batch", step, name)
-      elapsed = time.perf_counter() - window_start
-      steps_per_sec = window_steps / elapsed
-      last = {"train/loss": float(metrics["loss"]),
-              **{f"train/loss/{name}": float(metrics[f"loss/{o}"])
-                 for o, name in enumerate(model.cfg.objectives)},
-              "train/accuracy": float(metrics["accuracy/0"]),
-              "train/grad_norm": float(metrics["grad_norm"]),
-              "train/examples_per_sec": steps_per_sec * t.batch_size,
-              "train/steps_per_sec": steps_per_sec,
-              "train/mfu": steps_per_sec * flops / peak}
-      logging.info("step %d/%d | loss %.4f | acc %.3f | %.0f ex/s | %.2f GFLOP/s | "
-                   "MFU %.1f%% | ETA %s", step, t.num_steps, last["train/loss"],
-                   last["train/accuracy"], last["train/examples_per_sec"],
-                   steps_per_sec * flops / 1e9, 100 * last["train/mfu"],
-                   _format_eta((t.num_steps - step) / steps_per_sec))
-      writer.write(step, last)
-      window_start, window_steps = time.perf_counter(), 0
-    paused = time.perf_counter()  # checkpoint and eval time is not training time
-    if step % t.checkpoint_every_steps == 0 or step == t.num_steps:
-      ckpt.save(step, state, train_iter.get_state())
-    if step % t.eval_every_steps == 0 and step < t.num_steps:
-      result = evaluator(state.params, held_out[config.eval.split], popularity)
-      logging.info("eval at step %d: %s", step, _summary(result))
-      writer.write(step, result)
-    window_start += time.perf_counter() - paused
+  step, window_start, window_steps, last, saved = start, time.perf_counter(), 0, {}, start
+  with PreemptionGuard() as guard:
+    while step < t.num_steps:
+      batch = next(train_iter)
+      schema.validate_batch(spec, batch)
+      state, metrics = train_step(state, layout.shard_batch(device_batch(batch)))
+      step += 1
+      window_steps += 1
+      if step % t.log_every_steps == 0 or step == t.num_steps:
+        skipped = _check_finite(state, t.nonfinite, saved)
+        metrics = jax.device_get(metrics)
+        elapsed = time.perf_counter() - window_start
+        last = _log_step(step, metrics, model.cfg.objectives, t, window_steps / elapsed,
+                         flops, peak, skipped)
+        writer.write(step, last)
+        window_start, window_steps = time.perf_counter(), 0
+      paused = time.perf_counter()  # checkpoint and eval time is not training time
+      stop = guard.requested(step, ckpt)
+      if step % t.checkpoint_every_steps == 0 or step == t.num_steps or stop:
+        _check_finite(state, t.nonfinite, saved)
+        ckpt.save(step, state, train_iter.get_state())
+        saved = step
+      if stop:
+        logging.warning("stopped by %s at step %d/%d; checkpoint %d saved in %s. Rerun the "
+                        "same command to resume.", guard.signal_name, step, t.num_steps, step,
+                        ckpt.directory)
+        writer.close()
+        ckpt.close()
+        return {"preempted": True, "step": step, "signal": guard.signal_name}
+      if step % t.eval_every_steps == 0 and step < t.num_steps:
+        result = evaluator(state.params, held_out[config.eval.split], popularity)
+        logging.info("eval at step %d: %s", step, _summary(result))
+        writer.write(step, result)
+      window_start += time.perf_counter() - paused
 
   final = dict(last)
   final.update(evaluator(state.params, held_out[config.eval.split], popularity, "eval"))
@@ -176,6 +181,42 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   writer.close()
   ckpt.close()
   return final
+
+
+def _check_finite(state, policy: str, last_saved: int) -> int:
+  """Number of non-finite steps so far; under policy "stop", an error if there was one."""
+  bad = int(jax.device_get(state.bad_steps))
+  if bad and policy == "stop":
+    raise FloatingPointError(
+        describe_fault(jax.device_get(state.fault), bad) + ". That batch did not update the "
+        f"parameters, and no checkpoint after step {last_saved} was written. Lower "
+        "train.learning_rate or check the data; train.nonfinite='skip' skips such batches "
+        "instead (counted as train/skipped_batches).")
+  return bad
+
+
+def _log_step(step, metrics, objectives, t, steps_per_sec, flops, peak, skipped) -> dict:
+  """The log line and metrics record of a log step."""
+  for o, name in enumerate(objectives):
+    if metrics[f"count/{o}"] == 0:
+      logging.warning("step %d: no target in the batch has objective %r; its loss term "
+                      "was skipped (0) for this batch", step, name)
+  record = {"train/loss": float(metrics["loss"]),
+            **{f"train/loss/{name}": float(metrics[f"loss/{o}"])
+               for o, name in enumerate(objectives)},
+            "train/accuracy": float(metrics["accuracy/0"]),
+            "train/grad_norm": float(metrics["grad_norm"]),
+            "train/examples_per_sec": steps_per_sec * t.batch_size,
+            "train/steps_per_sec": steps_per_sec,
+            "train/mfu": steps_per_sec * flops / peak,
+            "train/skipped_batches": skipped}
+  logging.info("step %d/%d | loss %.4f | acc %.3f | %.0f ex/s | %.2f GFLOP/s | "
+               "MFU %.1f%% | ETA %s%s", step, t.num_steps, record["train/loss"],
+               record["train/accuracy"], record["train/examples_per_sec"],
+               steps_per_sec * flops / 1e9, 100 * record["train/mfu"],
+               _format_eta((t.num_steps - step) / steps_per_sec),
+               f" | skipped {skipped} non-finite batches" if skipped else "")
+  return record
 
 
 def _summary(metrics: dict) -> str:

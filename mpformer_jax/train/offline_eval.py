@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from mpformer_jax.data import pipeline, schema
+from mpformer_jax.data import pipeline, schema, screening
 from mpformer_jax.data.registry import make_source
 from mpformer_jax.model.retriever import ModelConfig, Retriever
 from mpformer_jax.parallel.sharding import Layout
@@ -97,10 +97,10 @@ def restore_params(config, workdir: str, model: Retriever, batch, layout: Layout
   target = abstract_target(nn.meta.unbox(abstract), shardings)
   ckpt = Checkpointer(directory, max_to_keep=config.train.max_checkpoints)
   try:
-    step = ckpt.latest_step()
-    if step is None:
+    restored = ckpt.restore_latest(target, move_damaged=False)
+    if restored is None:
       raise FileNotFoundError(f"no finished checkpoint in workdir {workdir!r} ({directory})")
-    state, _ = ckpt.restore(step, target)
+    step, state, _ = restored
   finally:
     ckpt.close()
   return state.params, int(step)
@@ -163,7 +163,7 @@ def drop_excluded(ids: np.ndarray, exclude: np.ndarray, k: int) -> np.ndarray:
 
 def _build(config, split: str):
   """Model, examples and evaluator exactly as `loop.train_and_evaluate` builds them."""
-  source = make_source(config.data)
+  source = screening.screen_users(make_source(config.data), config.data.invalid_users)
   max_len = config.data.max_len
   model = Retriever(source.spec, ModelConfig.from_config(config.model, max_len))
   logq = pipeline.target_log_q(source, max_users=config.data.stats_max_users)

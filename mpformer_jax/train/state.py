@@ -1,6 +1,7 @@
 """Train state, optimizer and the jitted train step."""
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Mapping
 
 import flax.linen as nn
@@ -18,22 +19,40 @@ from mpformer_jax.model.retriever import Retriever
 DEVICE_KEYS = tuple(k for k in schema.BATCH_KEYS if k != schema.USER_INDEX)
 
 
+# What the first non-finite step left in `TrainState.fault` (NaN-free diagnostics, -1 = none).
+FAULT_FIELDS = ("step", "loss", "grad_norm", "target_logq_min", "target_logq_max",
+                "history_len_mean")
+
+
 @flax.struct.dataclass
 class TrainState:
+  """Params, optimizer and RNG, plus the non-finite step record checked on the host.
+
+  `bad_steps` counts steps whose loss or gradient was not finite (their update was not
+  applied); `fault` holds `FAULT_FIELDS` of the first one. Both stay on the device, so the
+  hot path needs no host sync: the loop reads them at log and checkpoint steps.
+  """
   step: jax.Array
   params: Any
   opt_state: Any
   rng: jax.Array
+  bad_steps: jax.Array
+  fault: jax.Array
 
 
-def make_optimizer(train_cfg) -> optax.GradientTransformation:
-  """AdamW with linear warmup then cosine decay to 1% of the peak learning rate."""
-  schedule = optax.warmup_cosine_decay_schedule(
+def learning_rate_schedule(train_cfg) -> optax.Schedule:
+  """Linear warmup then cosine decay to 1% of the peak, ending at `num_steps`."""
+  return optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=train_cfg.learning_rate,
       warmup_steps=min(train_cfg.warmup_steps, max(train_cfg.num_steps - 1, 1)),
       decay_steps=max(train_cfg.num_steps, 2), end_value=0.01 * train_cfg.learning_rate)
+
+
+def make_optimizer(train_cfg) -> optax.GradientTransformation:
+  """AdamW on `learning_rate_schedule`, after global-norm gradient clipping."""
   return optax.chain(optax.clip_by_global_norm(train_cfg.grad_clip),
-                     optax.adamw(schedule, weight_decay=train_cfg.weight_decay))
+                     optax.adamw(learning_rate_schedule(train_cfg),
+                                 weight_decay=train_cfg.weight_decay))
 
 
 def device_batch(batch: Mapping[str, Any]) -> dict[str, Any]:
@@ -64,7 +83,8 @@ def _init_fn(model, tx, rng):
   def init(init_rng, batch):
     boxed = model.init(init_rng, batch)["params"]
     return TrainState(step=jnp.zeros((), jnp.int32), params=boxed, opt_state=tx.init(boxed),
-                      rng=rng)
+                      rng=rng, bad_steps=jnp.zeros((), jnp.int32),
+                      fault=jnp.full((len(FAULT_FIELDS),), -1.0, jnp.float32))
   return init
 
 
@@ -142,6 +162,24 @@ def _next_item_loss(model, params, item_out, cand, batch, config, items=None):
                                items)
 
 
+def _fault_record(step, loss, grad_norm, batch) -> jax.Array:
+  """`FAULT_FIELDS` of a non-finite step: which quantity, and what its batch looked like."""
+  logq = batch[schema.TARGET_LOGQ]
+  hist_len = jnp.sum(batch[schema.HISTORY_IDS] > 0, axis=-1)
+  return jnp.stack([step.astype(jnp.float32), loss, grad_norm, jnp.min(logq), jnp.max(logq),
+                    jnp.mean(hist_len.astype(jnp.float32))]).astype(jnp.float32)
+
+
+def describe_fault(fault, bad_steps: int) -> str:
+  """A person's reading of `TrainState.fault` (host values)."""
+  f = dict(zip(FAULT_FIELDS, (float(x) for x in fault)))
+  what = "loss" if not math.isfinite(f["loss"]) else "gradient"
+  return (f"non-finite {what} at step {int(f['step'])} (loss {f['loss']}, gradient norm "
+          f"{f['grad_norm']}); {bad_steps} such step(s) so far. Its batch: target logQ in "
+          f"[{f['target_logq_min']:.3g}, {f['target_logq_max']:.3g}], mean history length "
+          f"{f['history_len_mean']:.1f}")
+
+
 def make_train_step(model: Retriever, tx: optax.GradientTransformation, config, layout=None,
                     state_sharding: Any = None, corpus_features=None) -> Callable:
   """The jitted train step; the incoming state's buffers are donated.
@@ -156,10 +194,20 @@ def make_train_step(model: Retriever, tx: optax.GradientTransformation, config, 
     dropout_rng = jax.random.fold_in(state.rng, state.step)
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, batch, dropout_rng)
+    grad_norm = optax.global_norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    # A non-finite loss or gradient leaves params and optimizer as they were.
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    params = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                          optax.apply_updates(state.params, updates), state.params)
+    opt_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), opt_state,
+                             state.opt_state)
+    first = ~finite & (state.bad_steps == 0)
+    fault = jnp.where(first, _fault_record(state.step + 1, loss, grad_norm, batch), state.fault)
+    metrics = dict(metrics, loss=loss, grad_norm=grad_norm)
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                         bad_steps=state.bad_steps + (~finite).astype(jnp.int32),
+                         fault=fault), metrics
 
   if layout is None:
     return jax.jit(step, donate_argnums=0)

@@ -51,6 +51,7 @@ def _restore_params(workdir):
   return step, restored["params"]
 
 
+@pytest.mark.slow   # benchmarks/soak.py --quick (also slow) kills it three times over
 def test_sigkill_and_resume_matches_uninterrupted(uninterrupted, tmp_path):
   ref_dir, ref_final = uninterrupted
   workdir = str(tmp_path / "killed")
