@@ -167,19 +167,23 @@ def test_evaluation_reads_the_saved_config(trained):
     run_config.for_reading(workdir, other)
 
 
-def _poison_step(monkeypatch, at_step):
-  """The real train step, with NaN target logQ in the batch of call `at_step` (after the
-  host-side input checks, as a numerical blow-up would arrive)."""
+def _wrap_step(monkeypatch, at_step, before):
+  """The real train step, with `before(batch) -> batch` run on call `at_step` only."""
   real = loop.make_train_step
   def make(*args, **kwargs):
     step_fn, calls = real(*args, **kwargs), [0]
     def step(state, batch):
       calls[0] += 1
-      if calls[0] == at_step:
-        batch = dict(batch, target_logq=batch["target_logq"] * jnp.nan)
-      return step_fn(state, batch)
+      return step_fn(state, before(batch) if calls[0] == at_step else batch)
     return step
   monkeypatch.setattr(loop, "make_train_step", make)
+
+
+def _poison_step(monkeypatch, at_step):
+  """NaN target logQ in the batch of call `at_step` (after the host-side input checks, as a
+  numerical blow-up would arrive)."""
+  _wrap_step(monkeypatch, at_step,
+             lambda batch: dict(batch, target_logq=batch["target_logq"] * jnp.nan))
 
 
 def _restored_params(workdir, step):
@@ -243,18 +247,12 @@ def test_low_disk_space_is_refused_before_writing(tmp_path, monkeypatch):
 
 
 def _signal_at(monkeypatch, at_step, signum):
-  """The real train step; the process sends itself `signum` during call `at_step` (the
-  handler runs between bytecodes: before the step's state comes back)."""
-  real = loop.make_train_step
-  def make(*args, **kwargs):
-    step_fn, calls = real(*args, **kwargs), [0]
-    def step(state, batch):
-      calls[0] += 1
-      if calls[0] == at_step:
-        os.kill(os.getpid(), signum)
-      return step_fn(state, batch)
-    return step
-  monkeypatch.setattr(loop, "make_train_step", make)
+  """The process sends itself `signum` during call `at_step` (the handler runs between
+  bytecodes: before the step's state comes back)."""
+  def send(batch):
+    os.kill(os.getpid(), signum)
+    return batch
+  _wrap_step(monkeypatch, at_step, send)
 
 
 def test_ctrl_c_finishes_the_step_saves_and_stops(trained, tmp_path, monkeypatch):

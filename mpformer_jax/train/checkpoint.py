@@ -92,6 +92,10 @@ def _key_name(path) -> str:
   return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
 
 
+def _params_first(key: str) -> tuple[bool, str]:
+  return not key.startswith("params/"), key
+
+
 def _barrier(name: str) -> None:
   """Multi-host: wait until every process got here (process 0 changed the directory)."""
   if jax.process_count() > 1:
@@ -234,10 +238,9 @@ class Checkpointer:
             jax.tree_util.tree_flatten_with_path(saved)[0]}
     want = {_key_name(p): tuple(x.shape) for p, x in
             jax.tree_util.tree_flatten_with_path(target)[0]}
-    # params/ first: the optimizer moments repeat their shapes
-    order = lambda k: (not k.startswith("params/"), k)  # pylint: disable=unnecessary-lambda-assignment
-    problems = [f"{k}: checkpoint {have[k]}, model {want[k]}"
-                for k in sorted(set(have) & set(want), key=order) if have[k] != want[k]]
+    problems = [f"{k}: checkpoint {have[k]}, model {want[k]}"   # params first: the
+                for k in sorted(set(have) & set(want), key=_params_first)  # moments repeat them
+                if have[k] != want[k]]
     problems += [f"{k}: in the model, not in the checkpoint" for k in sorted(set(want) - set(have))]
     problems += [f"{k}: in the checkpoint, not in the model" for k in sorted(set(have) - set(want))]
     if problems:

@@ -14,6 +14,7 @@ from mpformer_jax.data import pipeline
 from mpformer_jax.data import schema
 from mpformer_jax.data import screening
 from mpformer_jax.data import synthetic
+from tests.data.memory_source import MemorySource
 
 SPEC = schema.DatasetSpec(
     name="tiny_bad", num_items=40, item_features=(("parity", 3),),
@@ -31,32 +32,13 @@ def _seq(ids) -> dict[str, np.ndarray]:
           schema.SEQ_USER_FEATURES: np.array([len(ids) % 3 + 1], np.int32)}
 
 
-class MemorySource:
-  """In-memory SequenceSource; user u's ids are u * 6 + 1.., so every target id is unique."""
-
-  def __init__(self, seqs, spec=SPEC):
-    self.spec, self._seqs = spec, seqs
-
-  @classmethod
-  def of_lengths(cls, lengths, **corrupt):
-    """Users of the given lengths; `corrupt` maps "u<index>" to a function editing a seq."""
-    seqs = [_seq(np.arange(n) + u * NUM_EVENTS + 1) for u, n in enumerate(lengths)]
-    for key, edit in corrupt.items():
-      seqs[int(key[1:])] = edit(seqs[int(key[1:])])
-    return cls(seqs)
-
-  def __len__(self):
-    return len(self._seqs)
-
-  def lengths(self):
-    return np.array([len(s[schema.SEQ_ITEM_IDS]) for s in self._seqs], np.int64)
-
-  def user(self, index):
-    return self._seqs[index]
-
-  def item_features(self, item_ids):
-    ids = np.asarray(item_ids)
-    return np.where(ids > 0, ids % 2 + 1, 0)[..., None].astype(np.int32)
+def _source(lengths, cls=MemorySource, **corrupt):
+  """Users of the given lengths, user u's ids u * 6 + 1.. (every target id unique); `corrupt`
+  maps "u<index>" to a function editing that user's sequence."""
+  seqs = [_seq(np.arange(n) + u * NUM_EVENTS + 1) for u, n in enumerate(lengths)]
+  for key, edit in corrupt.items():
+    seqs[int(key[1:])] = edit(seqs[int(key[1:])])
+  return cls(seqs, SPEC)
 
 
 LOGQ = np.full(SPEC.item_vocab_size, -3.0, np.float32)
@@ -119,7 +101,7 @@ BAD_SEQUENCES = {
 @pytest.mark.parametrize("name", sorted(BAD_SEQUENCES))
 def test_bad_sequences_raise_naming_dataset_user_and_field(name):
   corrupt, message = BAD_SEQUENCES[name]
-  src = MemorySource.of_lengths([NUM_EVENTS] * 5, u2=corrupt)
+  src = _source([NUM_EVENTS] * 5, u2=corrupt)
   with pytest.raises(schema.InvalidRecord, match=re.escape(PREFIX) + message) as err:
     examples.make_examples(src, np.arange(5), np.full(5, NUM_EVENTS - 1), 8, LOGQ)
   assert isinstance(err.value, ValueError) and err.value.user == 2
@@ -128,14 +110,14 @@ def test_bad_sequences_raise_naming_dataset_user_and_field(name):
 
 
 def test_a_target_position_beyond_the_sequence_names_batch_row_and_position():
-  src = MemorySource.of_lengths([NUM_EVENTS] * 3)
+  src = _source([NUM_EVENTS] * 3)
   with pytest.raises(schema.InvalidRecord, match=r"dataset 'tiny_bad', user 1 \(batch row 0\)"
                      r", target position 6, field 'item_ids': no target event at position 6"):
     examples.make_examples(src, [1], [6], 8, LOGQ)
 
 
 def test_a_non_finite_logq_names_the_example_and_its_target_position():
-  src = MemorySource.of_lengths([NUM_EVENTS] * 5)
+  src = _source([NUM_EVENTS] * 5)
   logq = LOGQ.copy()
   logq[src.user(2)[IDS][5]] = np.inf     # the test target of user 2 only
   with pytest.raises(schema.InvalidRecord, match=r"dataset 'tiny_bad', user 2 \(batch row 2\),"
@@ -147,7 +129,7 @@ def test_a_non_finite_logq_names_the_example_and_its_target_position():
 
 
 def _batch():
-  src = MemorySource.of_lengths([NUM_EVENTS] * 5)
+  src = _source([NUM_EVENTS] * 5)
   batch = examples.make_examples(src, np.arange(5), np.full(5, NUM_EVENTS - 1), 8, LOGQ)
   batch[schema.USER_INDEX] = np.arange(10, 15, dtype=np.int32)   # row r is user 10 + r
   return batch
@@ -261,7 +243,7 @@ def _drop_source():
   """Users 0..7 of 6 events but user 7 (3 events); 1, 4 and 6 malformed (user 4 only in a
   history label, which no batch check sees)."""
   lengths = [NUM_EVENTS] * 7 + [3]
-  return MemorySource.of_lengths(lengths, **{f"u{u}": edit for u, edit in DROPPED.items()})
+  return _source(lengths, **{f"u{u}": edit for u, edit in DROPPED.items()})
 
 
 def test_drop_counts_logs_and_excludes_malformed_users(caplog):
@@ -292,7 +274,7 @@ def test_drop_counts_logs_and_excludes_malformed_users(caplog):
 
 
 def test_screening_an_all_valid_source_drops_nothing():
-  src = MemorySource.of_lengths([NUM_EVENTS] * 3)
+  src = _source([NUM_EVENTS] * 3)
   screened = screening.screen_users(src, "drop")
   assert screened.dropped.size == 0 and screened.drop_counts == {}
   assert len(examples.ExampleIndex.from_source(screened)) == 3 * 3
@@ -301,7 +283,7 @@ def test_screening_an_all_valid_source_drops_nothing():
 
 def test_too_short_users_are_counted_and_logged(caplog):
   lengths = [0, 1, 2, 3, 4, 5, 3, 9, 1]        # 6 users below 4 events
-  src = MemorySource.of_lengths([min(n, NUM_EVENTS) for n in lengths])
+  src = _source([min(n, NUM_EVENTS) for n in lengths])
   with caplog.at_level(logging.INFO):
     summary = screening.log_split_summary(src)
   assert (summary.users, summary.too_short, summary.dropped) == (9, 6, None)
@@ -329,7 +311,7 @@ class TimeSplitSource(MemorySource):
 
 
 def test_too_short_under_a_sources_own_split_means_no_target_at_all():
-  src = TimeSplitSource.of_lengths([NUM_EVENTS] * 5)
+  src = _source([NUM_EVENTS] * 5, cls=TimeSplitSource)
   summary = screening.split_summary(src)
   # train: users 0 and 3 (train_end >= 2); valid: 0, 1; test: 0, 2; user 4 has nothing.
   assert (summary.too_short, summary.train, summary.valid, summary.test) == (1, 2, 2, 2)

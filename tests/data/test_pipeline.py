@@ -10,6 +10,7 @@ from mpformer_jax.data import examples
 from mpformer_jax.data import pipeline
 from mpformer_jax.data import schema
 from mpformer_jax.data import synthetic
+from tests.data.memory_source import MemorySource
 
 SPEC = schema.DatasetSpec(
     name="tiny", num_items=20, item_features=(("parity", 3),),
@@ -17,33 +18,19 @@ SPEC = schema.DatasetSpec(
     objectives=("click", "like"), behaviour_feature="behaviour")
 
 
-class TinySource:
-  """In-memory SequenceSource: item i has feature i % 2 + 1; event e has (e%4+1, e%3+1)."""
+class TinySource(MemorySource):
+  """Users with the given item ids: item i has feature i % 2 + 1; event e has (e%4+1, e%3+1)."""
 
   def __init__(self, item_lists, spec=SPEC):
-    self.spec = spec
-    self._seqs = []
+    seqs = []
     for u, ids in enumerate(item_lists):
-      n = len(ids)
-      ar = np.arange(n)
-      self._seqs.append({
+      ar = np.arange(len(ids))
+      seqs.append({
           schema.SEQ_ITEM_IDS: np.asarray(ids, np.int32),
           schema.SEQ_EVENT_FEATURES: np.stack([ar % 4 + 1, ar % 3 + 1], -1).astype(np.int32),
           schema.SEQ_LABELS: np.stack([ar % 2, (ar + u) % 3 == 0], -1).astype(np.int8),
           schema.SEQ_USER_FEATURES: np.array([u % 3 + 1], np.int32)})
-
-  def __len__(self):
-    return len(self._seqs)
-
-  def lengths(self):
-    return np.array([len(s[schema.SEQ_ITEM_IDS]) for s in self._seqs], np.int64)
-
-  def user(self, index):
-    return self._seqs[index]
-
-  def item_features(self, item_ids):
-    ids = np.asarray(item_ids)
-    return np.where(ids > 0, ids % 2 + 1, 0)[..., None].astype(np.int32)
+    super().__init__(seqs, spec)
 
 
 SEQS = [[3, 5, 7, 9, 11, 13], [2, 4, 6], [1, 2, 3, 4, 5]]
