@@ -5,19 +5,22 @@ does ScaNN lose? Protocol of shared/data/README.md: leave-one-out, held-out TEST
 user, the target ranked against all items, in both variants: `all items` (keys `test/...`,
 HSTU's protocol) and `seen removed` (`test_seen_removed/...`, gSASRec's); a published number is
 only compared with the variant it used. Runs per dataset:
-  ml1m, beauty: `ours` (configs/ml1m.py, configs/beauty.py), `sasrec` (configs/sasrec_*.py);
-  ml1m also `ours/catalogue` (loss.negatives="catalogue": softmax over all items);
+  ml1m, beauty: `ours` (configs/ml1m.py, configs/beauty.py: the one recipe, configs/recipe.py)
+  and `sasrec` (configs/sasrec_*.py);
   ml100k: `mpformer` (configs/ml100k.py: watch / like / love) and `single/<o>` (the same
   config with one objective and configs/kuaiformer.py's MPFormer switches off).
 Each run is `python -m launch.train`, then `python -m launch.evaluate --retrieval=exact` and
 `--retrieval=scann`, in fresh subprocesses and a workdir under `--scratch`. Recorded: NDCG and
 Recall@{10,50,200} of exact retrieval (per objective `test/<o>/hr@K` on ML-100K), ScaNN's
 recall@200 against exact, queries/s of both (offline_eval.py), `train_seconds` (training-loop
-wall time from metrics.jsonl, as in benchmarks/multi_objective.py), parameters.
+wall time from metrics.jsonl, as in benchmarks/multi_objective.py), parameters, and the
+validation curve (NDCG@10 against training minutes, benchmarks/quality_curves.py), plotted in
+`quality_time.png` against gSASRec's 0.1726 on ML-1M and SASRec+SS's 0.0531 on Beauty.
 
   python benchmarks/quality.py --update_readme                  # full configs: hours on a CPU
   python benchmarks/quality.py --datasets ml100k --quick        # 30 steps a run, ~2 min in all
   python benchmarks/quality.py --datasets ml1m --only ours --steps 500
+  python benchmarks/quality.py --datasets beauty --steps 500 --seeds 0 1 2   # seed spread
 
 Writes `<out>/quality_<dataset>.json` ({run: metrics, "published": {...}, "meta": {...}}) and
 `<out>/quality.png`. A run already in the JSON with the same resolved config (its file and
@@ -35,6 +38,7 @@ import io
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,6 +51,11 @@ if not __package__:  # Run as `python benchmarks/quality.py`: make `benchmarks` 
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # pylint: disable=wrong-import-position
 from benchmarks import multi_objective as mo  # pylint: disable=wrong-import-position
+from benchmarks import quality_curves  # pylint: disable=wrong-import-position
+from mpformer_jax.data import screening  # pylint: disable=wrong-import-position
+from mpformer_jax.data.registry import make_source  # pylint: disable=wrong-import-position
+from mpformer_jax.data.stats import DatasetStats  # pylint: disable=wrong-import-position
+from mpformer_jax.train import recipe  # pylint: disable=wrong-import-position
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = ("ml1m", "ml100k", "beauty")
@@ -54,25 +63,34 @@ VARIANTS = {"all items": "test", "seen removed": "test_seen_removed"}  # -> key 
 KS = (10, 50, 200)
 ML100K_OBJECTIVES = ("watch", "like", "love")  # configs/ml100k.py's, in its order.
 QUICK = {"train.num_steps": 30, "eval.num_users": 256}
-# Switch measured on ML-1M: exact softmax over every item (both losses) instead of 128
-# in-batch negatives; 4,000 steps (it plateaued on validation by 3,000).
-CATALOGUE = {"loss.negatives": "catalogue", "loss.kind": "softmax", "train.num_steps": 4_000}
 README_START, README_END = "<!-- quality:start -->", "<!-- quality:end -->"
 README_TITLE = "## Quality on real data: ours vs SASRec vs published numbers"
 
 # From shared/data/README.md (Recall@10 = HR@10: one target per user).
 _THIS = "this ML-1M version (3,416 items)"
 _RAW = "raw ML-1M (3,706 items), not this version"
-_PUB = (("gSASRec", "seen removed", 0.3003, 0.1726, "Petrov & Macdonald 2023", _THIS),
+_PUB = (("SASRec+ (full CE)", "seen removed", 0.3152, 0.1821, "Klenitskiy & Vasilev 2023", _THIS),
+        ("SASRec+ (3,000 negatives)", "seen removed", 0.3159, 0.1857,
+         "Klenitskiy & Vasilev 2023", _THIS),
+        ("ICSRec", "seen removed", 0.3369, 0.2007, "Qin et al. 2024",
+         _THIS + "; one checkpoint, max length 50, not reproduced elsewhere"),
+        ("gSASRec", "seen removed", 0.3003, 0.1726, "Petrov & Macdonald 2023", _THIS),
         ("SASRec (BCE)", "seen removed", 0.2392, 0.1259, "Petrov & Macdonald 2023", _THIS),
         ("BERT4Rec", "not stated", 0.2821, 0.1516, "Petrov & Macdonald 2022",
          _THIS + "; the data README does not state its variant"),
         ("SASRec (HSTU paper)", "all items", 0.2853, 0.1603, "Zhai et al. 2024 (HSTU)", _RAW),
         ("HSTU", "all items", 0.3097, 0.1720, "Zhai et al. 2024 (HSTU)", _RAW),
         ("HSTU-large", "all items", 0.3294, 0.1893, "Zhai et al. 2024 (HSTU)", _RAW))
-PUBLISHED = {"ml1m": {n: {"variant": v, "recall@10": r, "ndcg@10": g, "source": s, "note": t}
-                      for n, v, r, g, s, t in _PUB},
-             "ml100k": {}, "beauty": {}}  # The data README gives none for these two.
+_BEAUTY = "this file (S3-Rec 5-core, 12,101 items)"
+_PUB_BEAUTY = (("SASRec+SS (256 negatives)", "seen removed", 0.0921, 0.0531, "eSASRec paper 2025",
+                _BEAUTY),
+               ("eSASRec", "seen removed", 0.0928, 0.0523, "eSASRec paper 2025", _BEAUTY),
+               ("BSARec", "seen removed", 0.1008, 0.0611, "Shin et al. 2024 (official log)",
+                _BEAUTY))
+_entries = lambda pub: {n: {"variant": v, "recall@10": r, "ndcg@10": g, "source": s, "note": t}
+                        for n, v, r, g, s, t in pub}
+PUBLISHED = {"ml1m": _entries(_PUB), "beauty": _entries(_PUB_BEAUTY),
+             "ml100k": {}}  # The data README gives none for ML-100K.
 
 
 def single_switches() -> dict:
@@ -85,9 +103,6 @@ def single_switches() -> dict:
 
 def run_specs(dataset: str) -> dict[str, tuple[str, dict]]:
   """run name -> (config file relative to the repo, overrides) for one dataset."""
-  if dataset == "ml1m":
-    return {"ours": ("configs/ml1m.py", {}), "ours/catalogue": ("configs/ml1m.py", CATALOGUE),
-            "sasrec": ("configs/sasrec_ml1m.py", {})}
   if dataset != "ml100k":
     return {"ours": (f"configs/{dataset}.py", {}),
             "sasrec": (f"configs/sasrec_{dataset}.py", {})}
@@ -153,6 +168,7 @@ def entry(dataset: str, config: str, overrides: dict, workdir: Path, proc: dict)
   e = dict(config=config, overrides=overrides, objectives=objectives, step=exact["step"],
            num_users=exact["num_users"], num_items=exact["num_items"], params=final["params"],
            train_seconds=mo.train_seconds(workdir), **proc,
+           curve=quality_curves.validation_curve(workdir),
            examples_per_sec=final.get("train/examples_per_sec"),
            **{"qps/exact": exact["qps/exact"], "qps/scann": scann["qps/scann"],
               "scann/build_s": scann["scann/build_s"], "scann/params": scann["scann_params"]})
@@ -167,15 +183,19 @@ def entry(dataset: str, config: str, overrides: dict, workdir: Path, proc: dict)
   return e
 
 
-# Fault policies added after runs were stored: at these values a run without faults is
-# unchanged, so they stay out of the digest.
-FAULT_POLICIES = (("train", "nonfinite", "stop"), ("data", "invalid_users", "error"))
+# Fields added after runs were stored (fault policies, event sampling, dense next-item
+# rows): at these values a run is unchanged, so they stay out of the digest.
+NEUTRAL_DEFAULTS = (("train", "nonfinite", "stop"), ("data", "invalid_users", "error"),
+                    ("data", "sampling", "event"), ("loss", "next_item_targets", 0))
 
 
 def config_digest(config: str, overrides: dict, training_only: bool = False) -> str:
   """Hash of the effective config: the config file (and all it imports) with the overrides.
 
-  Editing a config file, or the base it builds on, changes it: the run is retrained in a
+  The recipe's AUTO fields are derived from the dataset's statistics first, as the run
+  derives them, so a change of the recipe's parameters retrains only the runs whose derived
+  settings it changes. Editing a config file, or the base it builds on, changes it: the
+  run is retrained in a
   new workdir instead of resuming a checkpoint trained under the old settings. Moving a
   setting between a run's overrides and its config file does not: the trained model is the
   same. With `training_only` (the workdir's name) `eval.*` is left out: new evaluation
@@ -189,10 +209,14 @@ def config_digest(config: str, overrides: dict, training_only: bool = False) -> 
   spec.loader.exec_module(module)
   cfg = module.get_config(arg or None)
   cfg.update_from_flattened_dict(dict(overrides))
+  if recipe.auto_fields(cfg):  # the values the run derives, not the markers or the rules
+    source = screening.screen_users(make_source(cfg.data), cfg.data.invalid_users)
+    recipe.resolve(cfg, lambda: DatasetStats.of(source))
   resolved = json.loads(cfg.to_json_best_effort())
+  resolved.pop("recipe", None)
   if resolved["data"]["name"] != "interactions":   # settings of the generic path only
     resolved["data"].pop("interactions", None)
-  for section, key, default in FAULT_POLICIES:     # at their defaults they change nothing
+  for section, key, default in NEUTRAL_DEFAULTS:   # at their defaults they change nothing
     if resolved[section].get(key) == default:
       resolved[section].pop(key)
   if training_only:
@@ -284,10 +308,33 @@ def table(dataset: str, results: dict) -> list[str]:
   flag = lambda k, v: f"`--config.{k}={tuple(v) if isinstance(v, list) else v}`"
   lines += [f"- run `{name}`: " + " ".join(flag(k, v) for k, v in o.items()) + "."
             for name, o in own.items() if o]
+  return lines + seed_lines(dataset, runs) + quality_curves.summary_lines(dataset, runs)
+
+
+def seed_lines(dataset: str, runs: dict) -> list[str]:
+  """Mean and standard deviation of test NDCG@10 / Recall@10 over a run's `/seed<k>` runs."""
+  groups = {}
+  for name, e in runs.items():
+    base, _, seed = name.rpartition("/seed")
+    if base and seed.isdigit():
+      groups.setdefault(base, []).append(e)
+  lines = []
+  for base, entries in groups.items():
+    if len(entries) < 2:
+      continue
+    steps = sorted({e["step"] for e in entries})
+    parts = []
+    for variant, prefix in VARIANTS.items():
+      for m in ("ndcg@10", "hr@10"):
+        v = [e[_key(prefix, e["objectives"][0], m, dataset != "ml100k")] for e in entries]
+        parts.append(f"{m.replace('hr@', 'Recall@').replace('ndcg', 'NDCG')} {variant} "
+                     f"{statistics.mean(v):.4f} ± {statistics.stdev(v):.4f}")
+    lines.append(f"- seed spread, `{base}` ({len(entries)} seeds, {'/'.join(map(str, steps))} "
+                 f"steps): " + "; ".join(parts) + ".")
   return lines
 
 
-def readme_section(all_results: dict, flags: str, png_rel: str) -> str:
+def readme_section(all_results: dict, flags: str, png_rel: str, time_rel: str) -> str:
   """The markdown between the quality markers: setup, one table per dataset, plot."""
   meta = next(iter(all_results.values()))["meta"]
   m = meta["machine"]
@@ -304,7 +351,8 @@ def readme_section(all_results: dict, flags: str, png_rel: str) -> str:
            f"Overrides of every run: {meta['size_overrides'] or 'none (configs as they are)'}.", ""]
   for dataset, results in all_results.items():
     lines += table(dataset, results) + [""]
-  lines += [f"![quality benchmark]({png_rel})", README_END]
+  lines += [f"![quality benchmark]({png_rel})", "",
+            f"![validation NDCG@10 against training minutes]({time_rel})", README_END]
   return "\n".join(lines)
 
 
@@ -348,6 +396,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
   p.add_argument("--only", default="", help="comma-separated run names or prefixes "
                  "(ours, sasrec, mpformer, single, single/like; default: all)")
   p.add_argument("--steps", type=int, default=None, help="train.num_steps for every run")
+  p.add_argument("--seeds", type=int, nargs="+", default=None, help="run each selected run "
+                 "once per seed instead, as <run>/seed<k> (the seed spread; with --steps)")
   p.add_argument("--tfds_dir", default="", help="config data.tfds_dir (default: TFDS's own)")
   p.add_argument("--scratch", default=os.path.join(tempfile.gettempdir(), "mpformer_bench",
                                                    "quality"), help="parent of the workdirs")
@@ -376,6 +426,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
   wanted = {n.strip() for n in args.only.split(",") if n.strip()}
   match = lambda n: not wanted or n in wanted or n.split("/")[0] in wanted
   plan = [(d, n, *spec) for d in args.datasets for n, spec in run_specs(d).items() if match(n)]
+  if args.seeds:
+    plan = [(d, f"{n}/seed{k}", c, {**o, "seed": k}) for d, n, c, o in plan for k in args.seeds]
   unknown = {w for w in wanted if not any(w in (n, n.split("/")[0]) for _, n, *_ in plan)}
   if unknown or not plan:
     raise SystemExit(f"--only: no run named {sorted(unknown)} in {args.datasets}")
@@ -401,17 +453,19 @@ def main(argv: Optional[list[str]] = None) -> dict:
       res.update({name: new or old}, published=PUBLISHED[dataset], meta=meta)
       common.write_json(paths[dataset], res)
   all_results = {d: json.loads(paths[d].read_text()) for d in DATASETS if paths[d].exists()}
-  png = Path(args.out) / "quality.png"
+  png, time_png = Path(args.out) / "quality.png", Path(args.out) / "quality_time.png"
   plot(all_results, png)
+  quality_curves.plot(all_results, time_png)
   for dataset, results in all_results.items():
     print("\n".join(table(dataset, results)), end="\n\n")
   if args.update_readme:
     flags = (f" --datasets {' '.join(args.datasets)}" * (len(args.datasets) < len(DATASETS))
              + f" --only {args.only}" * bool(args.only) + " --quick" * args.quick
-             + f" --steps {args.steps}" * bool(args.steps))
-    png_rel = os.path.relpath(png, os.path.dirname(os.path.abspath(args.readme)))
+             + f" --steps {args.steps}" * bool(args.steps)
+             + (" --seeds " + " ".join(map(str, args.seeds))) * bool(args.seeds))
+    rel = lambda p: os.path.relpath(p, os.path.dirname(os.path.abspath(args.readme)))
     common.update_readme_section(args.readme, README_START, README_END,
-                                 readme_section(all_results, flags, png_rel))
+                                 readme_section(all_results, flags, rel(png), rel(time_png)))
   return all_results
 
 

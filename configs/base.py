@@ -27,6 +27,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       dir="",             # raw-data directory for real datasets (or $MPFORMER_DATA)
       tfds_dir="",        # where TFDS builds them ("" = $TFDS_DATA_DIR or ~/tensorflow_datasets)
       max_len=256,        # history length seen by the model, left-padded
+      # training examples: "event" = every training position of every user (a pass weighs
+      # users by length); "user" = each user's newest window, as SASRec (users weigh equally)
+      sampling="event",
       num_threads=2,      # Grain read threads
       stats_max_users=20_000,  # users scanned for logQ / popularity counts
       # a malformed user (ids out of range, NaN labels, ...): "error" stops the run naming
@@ -81,6 +84,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                 objective_weights=(1.0, 0.58, 0.12, 0.035),
                 weight_loss=1.0,                          # lambda_w of the weight head
                 aux_next_item=0.0,  # weight of a next-item loss at every raw item token
+                # > 0: score only this many valid positions a batch in that loss (padding
+                # skipped; any beyond it are left out, logged as next_item/dropped_fraction)
+                next_item_targets=0,
                 # "in_batch" [paper]: the batch's targets, logQ-corrected; "catalogue" [ours,
                 # small corpora]: exact softmax over every item (needs kind="softmax").
                 negatives="in_batch")

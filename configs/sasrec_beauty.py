@@ -1,8 +1,9 @@
 """SASRec baseline on Amazon Beauty, built from the same model code (see configs/sasrec_ml1m.py).
 
   python -m launch.train --config=configs/sasrec_beauty.py --workdir=/tmp/sasrec_beauty
-configs/beauty.py with the newest item's output as the user vector (model.readout="last"),
-one query, and a next-item target at every position against in-batch negatives.
+configs/beauty.py turned into SASRec+ by configs/sasrec_ml1m.as_sasrec: the newest item's
+output as the user vector, full cross-entropy at every position, one example per user a
+pass, SASRec's sparse-data dropout 0.5.
 """
 from configs import beauty
 from configs.sasrec_ml1m import as_sasrec

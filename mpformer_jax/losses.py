@@ -124,10 +124,10 @@ def objective_mix_loss(logits: jax.Array, mix: jax.Array, has_any: jax.Array) ->
   return jnp.sum(ce * w) / jnp.maximum(jnp.sum(w), 1.0)
 
 
-def next_item_loss(item_out: jax.Array, next_emb: jax.Array, next_ids: jax.Array,
+def next_item_loss(item_out: jax.Array, next_emb: jax.Array | None, next_ids: jax.Array,
                    valid: jax.Array, cand: jax.Array, cand_ids: jax.Array,
                    cand_logq: jax.Array | None, temperature: float = 1.0,
-                   items: jax.Array | None = None) -> jax.Array:
+                   items: jax.Array | None = None, max_targets: int = 0) -> jax.Array:
   """Auxiliary next-item softmax at every raw item token (SASRec-style training signal).
 
   Position t of row b scores its next item (positive) against the batch's C target items
@@ -135,19 +135,27 @@ def next_item_loss(item_out: jax.Array, next_emb: jax.Array, next_ids: jax.Array
   the mean cross-entropy over valid positions. item_out, next_emb [B, R, d]; next_ids and
   valid [B, R]; cand [C, d]. With `items` [N + 1, d] the softmax is over the whole corpus
   instead (next_emb, cand unused): SASRec trained with full cross-entropy.
+  max_targets > 0 scores only the first max_targets valid positions (row-major), gathered
+  into a static [max_targets] buffer, so padding costs nothing: left-padded histories of
+  short users are mostly padding. Positions past the budget are left out of this step.
   """
+  b, r, d = item_out.shape
+  out, ids = item_out.reshape(b * r, d), next_ids.reshape(b * r)
+  emb = None if next_emb is None else next_emb.reshape(b * r, d)
+  w = valid.reshape(b * r).astype(jnp.float32)
+  if max_targets > 0:
+    idx = jnp.nonzero(valid.reshape(b * r), size=max_targets, fill_value=0)[0]
+    out, ids = out[idx], ids[idx]
+    emb = None if emb is None else emb[idx]
+    w = (jnp.arange(max_targets) < jnp.sum(w)).astype(jnp.float32)
   if items is not None:  # Every position is a row of the catalogue softmax.
-    b, r, d = item_out.shape
-    rows, _ = catalogue_loss(catalogue_logits(item_out.reshape(b * r, 1, d), items,
-                                              temperature), next_ids.reshape(b * r))
-    ce = rows.reshape(b, r)
+    ce, _ = catalogue_loss(catalogue_logits(out[:, None], items, temperature), ids)
   else:
-    pos = jnp.sum(item_out * next_emb, axis=-1) / temperature
-    neg = jnp.einsum("brd,cd->brc", item_out, cand) / temperature
+    pos = jnp.sum(out * emb, axis=-1) / temperature
+    neg = (out @ cand.T) / temperature
     if cand_logq is not None:
-      neg = neg - cand_logq[None, None, :]
-    neg = jnp.where(cand_ids[None, None, :] == next_ids[..., None], _MASKED, neg)
-    logits = jnp.concatenate([pos[..., None], neg], axis=-1)
+      neg = neg - cand_logq[None, :]
+    neg = jnp.where(cand_ids[None, :] == ids[:, None], _MASKED, neg)
+    logits = jnp.concatenate([pos[:, None], neg], axis=-1)
     ce = jax.nn.logsumexp(logits, axis=-1) - pos
-  w = valid.astype(jnp.float32)
   return jnp.sum(ce * w) / jnp.maximum(jnp.sum(w), 1.0)

@@ -17,7 +17,6 @@ def _in_unit(x):
 def test_run_specs_and_published(load_benchmark):
   q = load_benchmark("quality")
   assert q.run_specs("ml1m") == {"ours": ("configs/ml1m.py", {}),
-                                 "ours/catalogue": ("configs/ml1m.py", q.CATALOGUE),
                                  "sasrec": ("configs/sasrec_ml1m.py", {})}
   assert set(q.run_specs("beauty")) == {"ours", "sasrec"}
   for d in q.DATASETS:
@@ -32,15 +31,25 @@ def test_run_specs_and_published(load_benchmark):
   pub = q.PUBLISHED["ml1m"]
   assert pub["gSASRec"]["variant"] == "seen removed" and pub["HSTU"]["variant"] == "all items"
   assert pub["gSASRec"]["ndcg@10"] == 0.1726 and pub["gSASRec"]["recall@10"] == 0.3003
+  assert pub["SASRec+ (full CE)"]["ndcg@10"] == 0.1821
+  assert q.PUBLISHED["beauty"]["SASRec+SS (256 negatives)"]["ndcg@10"] == 0.0531
 
 
-def test_configs_beauty():
-  from configs import beauty, sasrec_beauty  # pylint: disable=import-outside-toplevel
-  for c in (beauty.get_config(), sasrec_beauty.get_config()):
-    assert c.data.name == "amazon_beauty" and c.eval.num_users == 0
-    assert len(c.model.objectives) == len(c.loss.objective_weights) == 1
-    assert c.model.compression.schedule == ()
-  assert sasrec_beauty.get_config().model.readout == "last"
+def test_configs_are_the_recipe_with_the_data_named():
+  """ours and SASRec on each dataset: the recipe's AUTO fields, only data.name set apart."""
+  from configs import beauty, ml1m, recipe as rc  # pylint: disable=import-outside-toplevel
+  from configs import sasrec_beauty, sasrec_ml1m  # pylint: disable=import-outside-toplevel
+  from mpformer_jax.train import recipe  # pylint: disable=import-outside-toplevel
+  ours = {"ml1m": ml1m.get_config(), "amazon_beauty": beauty.get_config()}
+  for name, c in ours.items():
+    base = rc.get_config()
+    assert c.data.name == name and c.eval.num_users == 0
+    assert set(recipe.auto_fields(c)) == set(recipe.MARKERS)
+    assert c.model == base.model and c.loss == base.loss and c.train == base.train
+    assert c.recipe == base.recipe
+  for c in (sasrec_ml1m.get_config(), sasrec_beauty.get_config()):
+    assert c.model.readout == "last" and c.data.sampling == "user"
+    assert c.loss.negatives == "catalogue" and c.model.compression.schedule == ()
 
 
 def test_tables_and_plot_single_objective(load_benchmark, tmp_path):
@@ -54,7 +63,7 @@ def test_tables_and_plot_single_objective(load_benchmark, tmp_path):
   meta = dict(machine=dict(cpu="cpu", cores=2, jax_version="0", platform="cpu"),
               date="2030-01-01T00:00:00", size_overrides={})
   results = {"ml1m": {"ours": run, "published": q.PUBLISHED["ml1m"], "meta": meta}}
-  text = q.readme_section(results, "", "quality.png")
+  text = q.readme_section(results, "", "quality.png", "quality_time.png")
   assert "| ours (configs/ml1m.py) | watch | seen removed | 0.1100 | 0.2100 |" in text
   assert "| published: gSASRec, Petrov & Macdonald 2023 | | seen removed | 0.1726 |" in text
   q.plot(results, tmp_path / "q.png")
@@ -96,7 +105,8 @@ def test_quick_ml100k_layout_resume_and_readme(load_benchmark, tmp_path, monkeyp
   q.main(argv + ["--update_readme", "--readme", str(readme)])
   text = readme.read_text()
   assert "keep me" in text and text.count(q.README_START) == text.count(q.README_END) == 1
-  assert q.README_TITLE in text and "](quality.png)" in text
+  assert q.README_TITLE in text and "](quality.png)" in text and "](quality_time.png)" in text
+  assert e["curve"]["variant"] == "all items" and e["curve"]["points"][-1][1] == 20
   assert "| mpformer (configs/ml100k.py:test) | love | all items |" in text
 
 
@@ -117,3 +127,17 @@ def test_config_digest_follows_the_resolved_config(load_benchmark, tmp_path):
   assert (q.config_digest(path, ev, training_only=True)
           == q.config_digest(path, {}, training_only=True))
   assert q.config_digest("configs/ml1m.py", {}) != q.config_digest("configs/sasrec_ml1m.py", {})
+
+
+def test_seed_spread_by_hand(load_benchmark):
+  q = load_benchmark("quality")
+  def run(ndcg, recall):
+    return {"step": 500, "objectives": ["watch"], "test/ndcg@10": ndcg,
+            "test/recall@10": recall, "test_seen_removed/ndcg@10": ndcg + 0.01,
+            "test_seen_removed/recall@10": recall + 0.01}
+  runs = {"ours/seed0": run(0.10, 0.20), "ours/seed1": run(0.12, 0.22),
+          "ours/seed2": run(0.14, 0.24), "sasrec": run(0.1, 0.2)}
+  assert q.seed_lines("ml1m", runs) == [
+      "- seed spread, `ours` (3 seeds, 500 steps): NDCG@10 all items 0.1200 ± 0.0200; "
+      "Recall@10 all items 0.2200 ± 0.0200; NDCG@10 seen removed 0.1300 ± 0.0200; "
+      "Recall@10 seen removed 0.2300 ± 0.0200."]

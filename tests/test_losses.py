@@ -1,6 +1,7 @@
 """Hand-computed 3x3 in-batch loss with logQ correction and an accidental hit."""
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -158,3 +159,31 @@ def test_catalogue_equals_in_batch_softmax_when_the_batch_is_the_catalogue():
   catalogue, metrics = losses.retrieval_loss(user, items[1:], batch, items=items, **kw)
   assert float(catalogue) == pytest.approx(float(in_batch), rel=1e-5)
   assert 0.0 <= float(metrics["accuracy/0"]) <= 1.0
+
+
+@pytest.mark.parametrize("catalogue", [False, True])
+def test_packed_next_item_loss_matches_dense_forward_and_gradient(catalogue):
+  k = jax.random.split(jax.random.PRNGKey(0), 4)
+  b, r, d, n = 3, 5, 4, 9
+  item_out = jax.random.normal(k[0], (b, r, d))
+  next_emb = jax.random.normal(k[1], (b, r, d))
+  next_ids = jax.random.randint(k[2], (b, r), 1, n + 1)
+  valid = jnp.asarray([[0, 0, 1, 1, 1], [0, 0, 0, 0, 1], [1, 1, 1, 1, 1]], bool)  # 9 valid
+  cand, cand_ids = jax.random.normal(k[3], (b, d)), next_ids[:, -1]
+  items = jax.random.normal(k[3], (n + 1, d)) if catalogue else None
+
+  def loss(out, budget):
+    return losses.next_item_loss(out, next_emb, next_ids, valid, cand, cand_ids, None, 0.5,
+                                 items, max_targets=budget)
+  dense, g_dense = jax.value_and_grad(loss)(item_out, 0)
+  packed, g_packed = jax.value_and_grad(loss)(item_out, 12)   # budget above the 9 valid
+  np.testing.assert_allclose(packed, dense, rtol=1e-6)
+  np.testing.assert_allclose(g_packed, g_dense, rtol=1e-5, atol=1e-7)
+  # A budget of 4 keeps the first 4 valid positions in row-major order: row 0's three and
+  # row 1's one; row 2's gradient is then zero.
+  cut, g_cut = jax.value_and_grad(loss)(item_out, 4)
+  keep = jnp.zeros((b, r), bool).at[0, 2:].set(True).at[1, 4].set(True)
+  ref = losses.next_item_loss(item_out, next_emb, next_ids, keep, cand, cand_ids, None, 0.5,
+                              items)
+  np.testing.assert_allclose(cut, ref, rtol=1e-6)
+  assert float(jnp.abs(g_cut[2]).max()) == 0.0

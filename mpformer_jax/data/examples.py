@@ -72,15 +72,28 @@ def num_train_examples(train_end: np.ndarray) -> np.ndarray:
   return np.maximum(np.asarray(train_end, np.int64) - 1, 0)
 
 
+SAMPLING = ("event", "user")
+
+
 class ExampleIndex:
   """Maps flat training-example indices to (user, target position) pairs.
 
-  Only the [num_users] cumulative counts are stored, so a 1M-user source costs 8 MB and a
-  lookup is one `np.searchsorted`.
+  sampling="event": every training position of every user is an example, so a pass weighs
+  users by their length. sampling="user" (SASRec's): one example per user, the newest
+  training target with the max_len events before it, so a pass weighs users equally, as
+  the evaluation does; with a next-item loss at every position it still trains on all of
+  them. Only the [num_users] cumulative counts are stored, so a 1M-user source costs 8 MB
+  and a lookup is one `np.searchsorted`.
   """
 
-  def __init__(self, train_end: np.ndarray):
+  def __init__(self, train_end: np.ndarray, sampling: str = "event"):
+    if sampling not in SAMPLING:
+      raise ValueError(f"data.sampling must be one of {SAMPLING}, got {sampling!r}")
+    self._train_end = np.asarray(train_end, np.int64)
+    self._per_user = sampling == "user"
     counts = num_train_examples(train_end)
+    if self._per_user:
+      counts = np.minimum(counts, 1)
     if counts.ndim != 1:
       raise ValueError(f"lengths must be 1-D, got shape {counts.shape}")
     self._ends = np.cumsum(counts, dtype=np.int64)    # exclusive end of each user's block
@@ -90,8 +103,8 @@ class ExampleIndex:
                        f"needs users with {MIN_EVENTS_FOR_TRAINING} or more events)")
 
   @classmethod
-  def from_source(cls, source: schema.SequenceSource) -> ExampleIndex:
-    return cls(SplitPoints.of(source).train_end)
+  def from_source(cls, source: schema.SequenceSource, sampling: str = "event") -> ExampleIndex:
+    return cls(SplitPoints.of(source).train_end, sampling)
 
   @property
   def num_examples(self) -> int:
@@ -107,6 +120,8 @@ class ExampleIndex:
       bad = index[(index < 0) | (index >= self.num_examples)].flat[0]
       raise ValueError(f"example index {int(bad)} out of range [0, {self.num_examples})")
     user = np.searchsorted(self._ends, index, side="right")
+    if self._per_user:
+      return user, self._train_end[user] - 1
     return user, index - self._starts[user] + 1
 
 

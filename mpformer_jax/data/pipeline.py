@@ -103,15 +103,17 @@ def _check_train_args(max_len: int, batch_size: int, seed: int, num_examples: in
 
 def train_dataset(source: schema.SequenceSource, *, max_len: int, batch_size: int, seed: int,
                   logq_table: np.ndarray, shard_index: int = 0, shard_count: int = 1,
-                  validate: bool = True) -> grain.MapDataset:
+                  validate: bool = True, sampling: str = "event") -> grain.MapDataset:
   """Infinite, shuffled `grain.MapDataset` of training batches (a dict of numpy arrays).
 
-  Epoch e is a seeded permutation (different per epoch) of all training examples; with
+  Examples are `examples.ExampleIndex`'s for `sampling` ("event": every training position,
+  "user": each user's newest one). Epoch e is a seeded permutation (different per epoch) of
+  all training examples; with
   `shard_count` > 1 each host takes every shard_count-th example of that order and
   `batch_size` is per host. Batches may straddle epochs (nothing is dropped but the
   remainder of the final, never-reached epoch).
   """
-  index = examples.ExampleIndex.from_source(source)
+  index = examples.ExampleIndex.from_source(source, sampling)
   _check_train_args(max_len, batch_size, seed, len(index), shard_index, shard_count)
   table = examples.check_logq_table(source.spec, logq_table)
   # Grain reshuffles epoch e with seed + e, so seeds 0 and 1 would share orders one epoch
@@ -127,7 +129,7 @@ def train_dataset(source: schema.SequenceSource, *, max_len: int, batch_size: in
 def train_iterator(source: schema.SequenceSource, *, max_len: int, batch_size: int, seed: int,
                    logq_table: np.ndarray, num_threads: int = 1, prefetch_batches: int = 4,
                    shard_index: int = 0, shard_count: int = 1,
-                   validate: bool = True) -> grain.DatasetIterator:
+                   validate: bool = True, sampling: str = "event") -> grain.DatasetIterator:
   """Iterator over training batches, checkpointable with `get_state()` / `set_state()`.
 
   `num_threads` threads build whole batches ahead of the trainer, up to `prefetch_batches`
@@ -141,7 +143,7 @@ def train_iterator(source: schema.SequenceSource, *, max_len: int, batch_size: i
                      f"({prefetch_batches}) must be >= 0")
   ds = train_dataset(source, max_len=max_len, batch_size=batch_size, seed=seed,
                      logq_table=logq_table, shard_index=shard_index,
-                     shard_count=shard_count, validate=validate)
+                     shard_count=shard_count, validate=validate, sampling=sampling)
   options = grain.ReadOptions(num_threads=num_threads,
                               prefetch_buffer_size=max(prefetch_batches, num_threads))
   return iter(ds.to_iter_dataset(options))

@@ -64,6 +64,8 @@ def train_flops_per_step(cfg: ModelConfig, spec: DatasetSpec, batch_size: int,
   aux = 0.0
   if loss_cfg.get("aux_next_item", 0.0) > 0:
     raw = cfg.max_len - sum(w * g for w, g in cfg.schedule)
+    if loss_cfg.get("next_item_targets", 0) > 0:  # packed: the budget, spread over the batch
+      raw = min(raw, loss_cfg["next_item_targets"] / batch_size)
     aux = raw * (cands * 2 * out + (0 if catalogue else tower))
   forward = token_mlp + group + backbone + head + tower + loss + aux
   return 3.0 * (forward * batch_size + catalogue * spec.item_vocab_size * tower)

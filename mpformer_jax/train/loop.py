@@ -19,10 +19,11 @@ from absl import logging
 
 from mpformer_jax.data import pipeline, schema, screening
 from mpformer_jax.data.registry import make_source
+from mpformer_jax.data.stats import DatasetStats
 from mpformer_jax.model.retriever import ModelConfig, Retriever
 from mpformer_jax.parallel import distributed
 from mpformer_jax.parallel.sharding import Layout
-from mpformer_jax.train import resume
+from mpformer_jax.train import recipe, resume
 from mpformer_jax.train.checkpoint import Checkpointer
 from mpformer_jax.train.evaluation import Evaluator
 from mpformer_jax.train.flops import device_peak_flops, train_flops_per_step
@@ -89,12 +90,13 @@ def train_and_evaluate(config, workdir: str,
   `{"preempted": True, "step": ..., "signal": ...}` after saving.
   """
   distributed.maybe_initialize(config.get("parallel", {}))  # before any backend use
-  check_config(config)
   layout = Layout.from_config(config)  # bad mesh / batch size: errors before compiling
   layout.check_batch_size(config.train.batch_size)
   workdir = prepare_workdir(workdir)
   source = screening.screen_users(make_source(config.data), config.data.invalid_users)
   screening.log_split_summary(source)
+  config = recipe.resolve(config, lambda: DatasetStats.of(source))  # AUTO fields, if any
+  check_config(config)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"),
                       max_to_keep=config.train.max_checkpoints)
   save_run_config = resume.check_config(config, workdir, source, ckpt, allow_config_changes)
@@ -117,7 +119,8 @@ def train_and_evaluate(config, workdir: str,
                                        batch_size=distributed.per_host_batch_size(t.batch_size),
                                        seed=config.seed, logq_table=logq,
                                        num_threads=config.data.num_threads,
-                                       shard_index=shard_index, shard_count=shard_count)
+                                       shard_index=shard_index, shard_count=shard_count,
+                                       sampling=config.data.sampling)
   start, state = resume.restore(ckpt, state, train_iter)
   save_run_config()
   if start == 0:
@@ -210,6 +213,8 @@ def _log_step(step, metrics, objectives, t, steps_per_sec, flops, peak, skipped)
             "train/steps_per_sec": steps_per_sec,
             "train/mfu": steps_per_sec * flops / peak,
             "train/skipped_batches": skipped}
+  if "next_item/dropped_fraction" in metrics:  # rows past loss.next_item_targets
+    record["train/next_item_dropped"] = float(metrics["next_item/dropped_fraction"])
   logging.info("step %d/%d | loss %.4f | acc %.3f | %.0f ex/s | %.2f GFLOP/s | "
                "MFU %.1f%% | ETA %s%s", step, t.num_steps, record["train/loss"],
                record["train/accuracy"], record["train/examples_per_sec"],

@@ -30,6 +30,8 @@ import jax
 import ml_collections
 from absl import logging
 
+from mpformer_jax.train import recipe
+
 RUN_FILE = "config.json"
 FREE_PREFIXES = ("eval.", "mesh.", "parallel.")
 FREE_FIELDS = frozenset({
@@ -219,5 +221,7 @@ def for_reading(workdir: str, given=None, overrides: dict | None = None):
   if record is None:
     logging.warning("%s has no saved config; using the --config given", workdir)
     return given
+  if recipe.auto_fields(given):  # the recipe's AUTO fields: the values the run derived
+    recipe.fill_from(given, load_config(workdir))
   check(record, given, None, where=path(workdir), only=READ_FIELDS)
   return given

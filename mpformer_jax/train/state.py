@@ -140,15 +140,20 @@ def make_loss_fn(model: Retriever, config, corpus_features=None) -> Callable:
       loss = loss + config.loss.weight_loss * weight_loss
       metrics["loss/weights"] = weight_loss
     if config.loss.aux_next_item > 0:
-      aux = _next_item_loss(model, params, out["item_outputs"], cand, batch, config, items)
+      aux, dropped = _next_item_loss(model, params, out["item_outputs"], cand, batch, config,
+                                     items)
       loss = loss + config.loss.aux_next_item * aux
       metrics["loss/next_item"] = aux
+      metrics["next_item/dropped_fraction"] = dropped  # positions past the budget
     return loss, metrics
   return loss_fn
 
 
 def _next_item_loss(model, params, item_out, cand, batch, config, items=None):
-  """Each raw history token predicts the following event (the last one: the target)."""
+  """Each raw history token predicts the following event (the last one: the target).
+
+  Returns the loss and the fraction of valid positions past loss.next_item_targets.
+  """
   r = item_out.shape[1]
   hist = batch[schema.HISTORY_IDS][:, -r:]
   next_ids = jnp.concatenate([hist[:, 1:], batch[schema.TARGET_ID][:, None]], axis=1)
@@ -157,9 +162,13 @@ def _next_item_loss(model, params, item_out, cand, batch, config, items=None):
   next_emb = None if items is not None else model.apply(  # catalogue: scored within items
       {"params": params}, next_ids, next_feats, method=Retriever.embed_items)
   logq = batch[schema.TARGET_LOGQ] if config.loss.logq_correction else None
-  return losses.next_item_loss(item_out, next_emb, next_ids, (hist > 0) & (next_ids > 0),
-                               cand, batch[schema.TARGET_ID], logq, config.loss.temperature,
-                               items)
+  valid = (hist > 0) & (next_ids > 0)
+  budget = config.loss.next_item_targets
+  dropped = jnp.maximum(jnp.sum(valid) - budget, 0) if budget > 0 else jnp.zeros((), jnp.int32)
+  loss = losses.next_item_loss(item_out, next_emb, next_ids, valid, cand,
+                               batch[schema.TARGET_ID], logq, config.loss.temperature, items,
+                               max_targets=budget)
+  return loss, dropped / jnp.maximum(jnp.sum(valid), 1)
 
 
 def _fault_record(step, loss, grad_norm, batch) -> jax.Array:

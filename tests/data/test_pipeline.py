@@ -49,6 +49,20 @@ def test_example_index_maps_flat_indices_to_leave_one_out_positions():
     examples.ExampleIndex(np.array([0, 1, 1]))      # train_end: no position 1..end-1
 
 
+def test_user_sampling_gives_each_user_its_newest_training_target():
+  index = examples.ExampleIndex.from_source(TinySource(SEQS), "user")
+  assert len(index) == 2                # users 0 and 2; user 1 (n=3) has no training target
+  users, positions = index.lookup(np.arange(2))
+  np.testing.assert_array_equal(users, [0, 2])
+  np.testing.assert_array_equal(positions, [3, 2])   # n - 3: the last before valid / test
+  with pytest.raises(ValueError, match="data.sampling"):
+    examples.ExampleIndex(np.array([5]), "users")
+  it = pipeline.train_iterator(TinySource(SEQS), max_len=4, batch_size=2, seed=0,
+                               logq_table=LOGQ, sampling="user")
+  batch = next(it)
+  assert sorted(batch[schema.TARGET_ID].tolist()) == [3, 9]  # user 2's event 2, user 0's 3
+
+
 def test_make_example_left_pads_history_and_reads_the_target():
   src = TinySource(SEQS)
   ex = examples.make_example(src, 0, 3, max_len=5, logq_table=LOGQ)
