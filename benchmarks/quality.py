@@ -462,7 +462,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     flags = (f" --datasets {' '.join(args.datasets)}" * (len(args.datasets) < len(DATASETS))
              + f" --only {args.only}" * bool(args.only) + " --quick" * args.quick
              + f" --steps {args.steps}" * bool(args.steps)
-             + (" --seeds " + " ".join(map(str, args.seeds))) * bool(args.seeds))
+             + " --seeds " * bool(args.seeds) + " ".join(map(str, args.seeds or ())))
     rel = lambda p: os.path.relpath(p, os.path.dirname(os.path.abspath(args.readme)))
     common.update_readme_section(args.readme, README_START, README_END,
                                  readme_section(all_results, flags, rel(png), rel(time_png)))

@@ -2,11 +2,12 @@
 
 A run's curve comes from its `<workdir>/metrics.jsonl`: every in-loop evaluation (the
 validation split, `eval/ndcg@10`) at the training-loop minutes spent up to that step, the
-sum of the logged step windows (compilation in; evaluation and checkpoints out), so a
-resumed run counts its work once. The variant is the run's `eval.remove_seen`.
+sum of the logged step windows (compilation in; evaluation and checkpoints out; a step
+inside a window at that window's rate), so a resumed run counts its work once. The variant is the run's `eval.remove_seen`.
 """
 from __future__ import annotations
 
+import bisect
 import json
 from pathlib import Path
 from typing import Optional
@@ -22,20 +23,38 @@ def validation_curve(workdir: Path) -> dict:
   records = read_metrics(str(workdir))
   rate, evals = {}, {}
   for r in records:                       # the last record of a step wins (resumed runs)
-    if r.get("final"):
+    if r.get("final"):  # the end-of-run validation, unless an evaluation had that step
+      if "eval/ndcg@10" in r:
+        evals.setdefault(r["step"], r["eval/ndcg@10"])
       continue
     if r.get("train/steps_per_sec"):
       rate[r["step"]] = r["train/steps_per_sec"]
     if "eval/ndcg@10" in r:
       evals[r["step"]] = r["eval/ndcg@10"]
-  seconds, elapsed, last = {}, 0.0, 0
-  for step in sorted(rate):
-    elapsed += (step - last) / rate[step]
-    seconds[step], last = elapsed, step
-  points = [[round(seconds[s] / 60, 2), s, v] for s, v in sorted(evals.items()) if s in seconds]
+  logged = sorted(rate)
+  if not logged:
+    points = []
+  else:
+    cumulative, elapsed, last = [], 0.0, 0
+    for step in logged:
+      elapsed += (step - last) / rate[step]
+      cumulative.append(elapsed)
+      last = step
+    points = [[round(_seconds_at(s, logged, cumulative, rate) / 60, 2), s, v]
+              for s, v in sorted(evals.items())]
   config = json.loads((Path(workdir) / "config.json").read_text())["config"]
   variant = "seen removed" if config["eval"]["remove_seen"] else "all items"
   return {"variant": variant, "points": points}
+
+
+def _seconds_at(step: int, logged: list, cumulative: list, rate: dict) -> float:
+  """Training seconds at `step`: up to the log step before it, then at the next window's rate."""
+  i = bisect.bisect_left(logged, step)           # first log step >= step
+  if i < len(logged) and logged[i] == step:
+    return cumulative[i]
+  before, start = (cumulative[i - 1], logged[i - 1]) if i else (0.0, 0)
+  window_rate = rate[logged[min(i, len(logged) - 1)]]
+  return before + (step - start) / window_rate
 
 
 def minutes_to(curve: dict, threshold: float) -> Optional[float]:

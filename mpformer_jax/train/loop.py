@@ -140,11 +140,15 @@ def train_and_evaluate(config, workdir: str,
                                corpus_features=evaluator.corpus_features)
   writer = MetricWriter(workdir, restored_step=start)
   step, window_start, window_steps, last, saved = start, time.perf_counter(), 0, {}, start
+  pending = None
   with PreemptionGuard() as guard:
     while step < t.num_steps:
       batch = next(train_iter)
       schema.validate_batch(spec, batch)
+      if pending is not None:  # at most one step in flight: a stop request is served
+        jax.block_until_ready(pending)  # within a step, not after a queue of dispatched ones
       state, metrics = train_step(state, layout.shard_batch(device_batch(batch)))
+      pending = metrics["loss"]
       step += 1
       window_steps += 1
       if step % t.log_every_steps == 0 or step == t.num_steps:
