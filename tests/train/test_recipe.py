@@ -50,7 +50,7 @@ def _config(**recipe_overrides):
 
 def test_derive_from_statistics():
   sparse = _stats([6] * 90 + [50] * 10, num_items=2_000)        # 1,040 events: 0.5 per item
-  d = recipe.derive(_config(catalogue_max_items=5_000), sparse)
+  d = recipe.derive(_config(catalogue_max_items=5_000, sparse_dropout=0.5), sparse)
   assert d["data.max_len"][0] == 56                 # p99 = 50 rounded up to 8
   assert d["model.compression.schedule"][0] == ()
   assert d["model.dropout"][0] == 0.5               # sparse
@@ -109,7 +109,7 @@ def test_recipe_trains_untuned_on_ml100k_and_reads_back(tmp_path):
   assert saved["data"]["max_len"] == 32                       # p99 of ML-100K, capped
   assert saved["model"]["compression"]["schedule"] == []       # 16 older events: too few
   assert saved["model"]["objectives"] == ["watch", "like", "love"]
-  assert saved["model"]["dropout"] == 0.5                      # 59 events per item: sparse
+  assert saved["model"]["dropout"] == 0.0                      # sparse (59 per item): 0
   assert saved["train"]["num_steps"] == 40                     # max_steps
   assert 0.0 < final["test/watch/hr@50"] < 1.0
   # The same command again: the fresh config derives the same values, nothing drifts.
