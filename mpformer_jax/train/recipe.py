@@ -47,14 +47,6 @@ def get_field(config, path: str):
   return node
 
 
-def set_field(config, path: str, value) -> None:
-  *parents, key = path.split(".")
-  node = config
-  for p in parents:
-    node = node[p]
-  node[key] = value
-
-
 def _plain(value):
   return tuple(_plain(v) for v in value) if isinstance(value, (tuple, list)) else value
 
@@ -70,7 +62,7 @@ def auto_fields(config) -> list[str]:
 def fill_from(config, saved) -> None:
   """AUTO fields of `config` take `saved`'s values (a trained run's derived ones)."""
   for field in auto_fields(config):
-    set_field(config, field, get_field(saved, field))
+    config.update_from_flattened_dict({field: get_field(saved, field)})
 
 
 def compression_schedule(max_len: int, raw_tokens: int) -> tuple[tuple[int, int], ...]:
@@ -142,9 +134,13 @@ def resolve(config, stats_of):
     raise ValueError(f"{', '.join(auto)} set to auto (-1 / 'auto') but the config has no "
                      "`recipe` section with the rules' parameters (configs/recipe.py)")
   stats = stats_of()
+  logging.info("recipe: dataset %s: %d users, %d items, %d events (%.0f per item), length "
+               "p50 / p90 / p99 %.0f / %.0f / %.0f", stats.name, stats.num_users,
+               stats.num_items, stats.num_events, stats.events_per_item, stats.length_p50,
+               stats.length_p90, stats.length_p99)
   derived = derive(config, stats)
   for field in auto:
     value, why = derived[field]
-    set_field(config, field, value)
+    config.update_from_flattened_dict({field: value})
     logging.info("recipe: %s = %s (%s)", field, value, why)
   return config
