@@ -1,14 +1,17 @@
 """mpformer_jax: multi-objective, multi-interest transformer retrievers in JAX/Flax."""
 from setuptools import find_packages, setup
 
+JAX = ">=0.7,<0.12"  # one range for jax and its accelerator extras (matching jaxlib wheels)
+
 setup(
     name="mpformer_jax",
     version="0.1.0",
     description="MPFormer / KuaiFormer transformer retrievers for recommendation in JAX/Flax.",
-    packages=find_packages(include=["mpformer_jax", "mpformer_jax.*", "launch", "configs"]),
+    # the library only: launch/ and configs/ run from the checkout (as in big_vision)
+    packages=find_packages(include=["mpformer_jax", "mpformer_jax.*"]),
     python_requires=">=3.11",
     install_requires=[
-        "jax>=0.7,<0.12",
+        f"jax{JAX}",
         "flax>=0.11,<0.13",
         "optax>=0.2.5,<0.3",
         "orbax-checkpoint>=0.11,<0.13",
@@ -27,5 +30,10 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "hypothesis>=6.100,<7"],
+        # NVIDIA GPUs: jaxlib plus the CUDA plugin and CUDA/cuDNN wheels of the same
+        # version as jax ("cuda12" for drivers older than CUDA 13's); Cloud TPU VMs: libtpu.
+        "cuda": [f"jax[cuda13]{JAX}"],
+        "cuda12": [f"jax[cuda12]{JAX}"],
+        "tpu": [f"jax[tpu]{JAX}"],
     },
 )

@@ -78,11 +78,12 @@ def make_inputs(schedule, batch, heads, dim, dtype, seed=0):
   return ids, (q, k, v, valid, ct)
 
 
-def build_fns(ids, impl: str, interpret: bool = False):
+def build_fns(ids, impl: str, interpret: bool = False, block_sizes=None):
   """Jitted forward and forward+backward (grads of sum(out * ct))."""
   if impl == "kernel":
     def op(q, k, v, valid):
-      return ca.compress_attention(q, k, v, ids, valid, interpret=interpret)
+      return ca.compress_attention(q, k, v, ids, valid, block_sizes=block_sizes,
+                                   interpret=interpret)
   else:
     def op(q, k, v, valid):
       return ca.compress_attention_reference(q, k, v, ids, valid)
@@ -105,10 +106,11 @@ def max_abs_err(a, b) -> float:
                                    - y.astype(jnp.float32)))) for x, y in leaves)
 
 
-def parity(schedule, batch, heads, dim, dtype, interpret) -> dict:
+def parity(schedule, batch, heads, dim, dtype, interpret, block_sizes=None) -> dict:
   """Max abs error of the kernel vs the reference, forward and gradients."""
   ids, args = make_inputs(schedule, batch, heads, dim, dtype, seed=1)
-  ker, ref = build_fns(ids, "kernel", interpret), build_fns(ids, "reference")
+  ker = build_fns(ids, "kernel", interpret, block_sizes)
+  ref = build_fns(ids, "reference")
   return dict(schedule=schedule, batch=batch, heads=heads, dim=dim,
               dtype=jnp.dtype(dtype).name, interpret=interpret,
               fwd_max_abs_err=max_abs_err(ker["fwd"](*args), ref["fwd"](*args)),

@@ -1,6 +1,6 @@
 """Per-device memory of the sharded train step against item vocabulary, length and devices.
 
-  python benchmarks/memory.py [--quick] [--out DIR] [--update_readme]
+  python benchmarks/memory.py [--quick] [--out DIR] [--update_readme] [--group precision]
 
 Nothing is executed: each case builds the abstract train state (`jax.eval_shape`), lowers
 the real jitted train step (shardings, donation) on ShapeDtypeStructs and reads XLA's
@@ -12,6 +12,11 @@ Per device: `args` = params + optimizer state + batch shards; `temp` = XLA tempo
 `peak` = args + temp + outputs - aliased (donated) outputs. `table` = one copy of the
 item-table shard, read from the compiled executable's input sharding; Adam keeps two more
 (mu, nu) of the same shape.
+
+Groups: "scaling" (the table against vocabulary, length and mesh, f32) and "precision"
+(model.dtype float32 vs bfloat16 on one device, a small table so that activations dominate:
+`temp` is mostly the activations kept for the backward pass). `--group precision` compiles
+only that group and merges it into the saved JSON.
 """
 from __future__ import annotations
 
@@ -35,22 +40,35 @@ BATCH = 128
 README_START, README_END = "<!-- memory:start -->", "<!-- memory:end -->"
 # Compression schedules per max_len (oldest first; the rest stay raw), KuaiFormer-style.
 SCHEDULES = {64: ((16, 2),), 256: ((64, 2), (16, 5)), 1024: ((256, 2), (64, 5))}
+PRECISION_VOCAB, PRECISION_LENGTHS = 100_000, (256, 1024)
+GROUPS = ("scaling", "precision")
 
 
-def cases(quick: bool) -> list[dict]:
-  """Every (vocab, max_len, devices, data, model) to compile."""
-  if quick:  # three compiles of the tiny model: under a minute on a small CPU
-    return [dict(vocab=1_000_000, max_len=32, devices=n, data=d, model=m, batch=BATCH,
-                 fsdp=False, variant="tiny") for n, d, m in ((1, 1, 1), (8, 1, 8), (8, 2, 4))]
+def cases(quick: bool, groups=GROUPS) -> list[dict]:
+  """Every (group, vocab, max_len, devices, data, model, dtype) to compile; --quick: five
+  compiles of the tiny model, under a minute on a small CPU."""
+  out = _scaling_cases(quick) if "scaling" in groups else []
+  if "precision" in groups:
+    vocab, lengths = (10_000, (32,)) if quick else (PRECISION_VOCAB, PRECISION_LENGTHS)
+    out += [dict(vocab=vocab, max_len=n, devices=1, data=1, model=1, dtype=t,
+                 group="precision") for n in lengths for t in ("float32", "bfloat16")]
+  defaults = dict(batch=BATCH, fsdp=False, variant="tiny" if quick else "default",
+                  dtype="float32", group="scaling")
+  return [dict(defaults, **c) for c in out]
+
+
+def _scaling_cases(quick: bool) -> list[dict]:
+  if quick:
+    return [dict(vocab=1_000_000, max_len=32, devices=n, data=d, model=m)
+            for n, d, m in ((1, 1, 1), (8, 1, 8), (8, 2, 4))]
   out = []
   for v in VOCABS:
     for n in DEVICES:
       out.append(dict(vocab=v, max_len=256, devices=n, data=1, model=n))
     out += [dict(vocab=v, max_len=256, devices=8, data=2, model=4),
             dict(vocab=v, max_len=256, devices=8, data=8, model=1)]
-  out += [dict(vocab=10_000_000, max_len=n, devices=8, data=2, model=4)
-          for n in LENGTHS if n != 256]
-  return [dict(c, batch=BATCH, fsdp=False, variant="default") for c in out]
+  return out + [dict(vocab=10_000_000, max_len=n, devices=8, data=2, model=4)
+                for n in LENGTHS if n != 256]
 
 
 def measure(case: dict) -> dict:
@@ -73,6 +91,7 @@ def measure(case: dict) -> dict:
   config.mesh.data, config.mesh.model = case["data"], case["model"]
   config.parallel.fsdp = case["fsdp"]
   config.train.batch_size = case["batch"]
+  config.model.dtype = case["dtype"]
   spec = synthetic.synthetic_spec(num_items=case["vocab"])
   model = Retriever(spec, ModelConfig.from_config(config.model, case["max_len"]))
   layout = Layout.from_config(config)
@@ -149,11 +168,23 @@ def run_cases(case_list: list[dict], parallel: int = 2, timeout: float = 3600) -
   return rows
 
 
+def group_of(row: dict) -> str:
+  return row.get("group", "scaling")  # rows saved before the precision group had none
+
+
 def add_ratios(rows: list[dict]) -> None:
-  """table x model / table(model=1): 1.0 means the shard is exactly 1/model of the table."""
+  """table x model / table(model=1): 1.0 means the shard is exactly 1/model of the table;
+  precision rows get temp and peak as a fraction of the f32 row's."""
   for r in rows:
+    if group_of(r) == "precision":
+      ref = [q for q in rows if group_of(q) == "precision" and q["dtype"] == "float32"
+             and q["max_len"] == r["max_len"] and q.get("temp_bytes")]
+      if ref and r.get("temp_bytes"):
+        r["temp_vs_f32"] = r["temp_bytes"] / ref[0]["temp_bytes"]
+        r["peak_vs_f32"] = r["peak_bytes"] / ref[0]["peak_bytes"]
+      continue
     ref = [q for q in rows if q["vocab"] == r["vocab"] and q["max_len"] == r["max_len"]
-           and q["model"] == 1 and q["data"] == 1]
+           and q["model"] == 1 and q["data"] == 1 and group_of(q) == "scaling"]
     if ref:
       r["table_scaling"] = r["table_bytes"] * r["model"] / ref[0]["table_bytes"]
       if r.get("argument_bytes") and ref[0].get("argument_bytes"):
@@ -165,6 +196,8 @@ def _mb(x) -> str:
 
 
 def readme_section(rows: list[dict], meta: dict, png_rel: str) -> str:
+  precision = [r for r in rows if group_of(r) == "precision"]
+  rows = [r for r in rows if group_of(r) == "scaling"]
   out = [README_START, "## Memory scaling", "",
          f"`python benchmarks/memory.py{meta['flags']}` on {meta['machine']}, {meta['date']}: "
          "per-device bytes from XLA's `memory_analysis()` of the compiled, sharded train step "
@@ -187,8 +220,31 @@ def readme_section(rows: list[dict], meta: dict, png_rel: str) -> str:
           "moments, and its temporaries double (a dense table gradient, all-reduced).", ""]
   out += [_shrink_line(rows, v) for v in sorted({r["vocab"] for r in rows})
           if _shrink_line(rows, v)]
+  out += _precision_lines(precision)
   out += ["", f"![memory scaling]({png_rel})", README_END]
   return "\n".join(out)
+
+
+def _precision_lines(rows: list[dict]) -> list[str]:
+  """The mixed-precision table: model.dtype float32 vs bfloat16 on one device."""
+  if not rows:
+    return []
+  out = ["", "### Mixed precision", "",
+         f"One device, {rows[0]['vocab']:,} items (a small table, so activations dominate "
+         "`temp`), batch 128; params and Adam moments f32 in both (`model.param_dtype`), "
+         "activations and matmuls bf16 under `model.dtype=\"bfloat16\"`.", "",
+         "| max_len | model.dtype | args MB | temp MB | peak MB | temp vs f32 | peak vs f32 |",
+         "|---:|---|---:|---:|---:|---:|---:|"]
+  for r in sorted(rows, key=lambda r: (r["max_len"], r["dtype"] != "float32")):
+    ratio = lambda key: f"{r[key]:.2f}" if key in r else "-"
+    out.append(f"| {r['max_len']} | {r['dtype']} | {_mb(r.get('argument_bytes'))} | "
+               f"{_mb(r.get('temp_bytes'))} | {_mb(r.get('peak_bytes'))} | "
+               f"{ratio('temp_vs_f32')} | {ratio('peak_vs_f32')} |")
+  return out + ["", "bf16 saves less here than halving every activation would: the "
+                "attention probabilities stay f32 by design (the softmax), and the compiled "
+                "CPU program keeps many of a bf16 model's elementwise intermediates in f32 "
+                "(its HLO, `compiled.as_text()`, is mostly f32 buffers). "
+                "`benchmarks/accelerator.py` compares the two compiled steps on a device."]
 
 
 def _shrink_line(rows: list[dict], vocab: int) -> str:
@@ -217,7 +273,10 @@ def plot(rows: list[dict], path: str) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
-  fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+  precision = [r for r in rows if group_of(r) == "precision"]
+  rows = [r for r in rows if group_of(r) == "scaling"]
+  fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+  _plot_precision(axes[2], precision)
   length = 256 if any(r["max_len"] == 256 for r in rows) else rows[0]["max_len"]
   mp = [r for r in rows if r["max_len"] == length and r["data"] == 1]
   for v in sorted({r["vocab"] for r in mp}):
@@ -252,12 +311,28 @@ def plot(rows: list[dict], path: str) -> None:
   plt.close(fig)
 
 
+def _plot_precision(ax, rows: list[dict]) -> None:
+  """Per max_len: temp (activations) and peak bytes under f32 and bf16."""
+  lengths = sorted({r["max_len"] for r in rows})
+  for i, dtype in enumerate(("float32", "bfloat16")):
+    sel = {r["max_len"]: r for r in rows if r["dtype"] == dtype}
+    xs = [j + (i - 0.5) * 0.35 for j in range(len(lengths))]
+    ax.bar(xs, [sel[n].get("temp_bytes", 0) / 2**20 if n in sel else 0 for n in lengths],
+           0.35, label=f"{dtype}: temp")
+  ax.set_xticks(range(len(lengths)), [f"max_len {n}" for n in lengths])
+  ax.set(ylabel="MiB (one device)", title="Activations (temp): model.dtype")
+  if rows:
+    ax.legend()
+
+
 def main(argv: Optional[list[str]] = None) -> list[dict]:
   p = common.add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
   p.add_argument("--update_readme", action="store_true")
   p.add_argument("--readme", default=os.path.join(os.path.dirname(__file__), "README.md"))
   p.add_argument("--replot", action="store_true",
                  help="redraw the PNG (and README) from the saved JSON, compile nothing")
+  p.add_argument("--group", choices=GROUPS, default=None,
+                 help="compile only this group; the saved rows of the others are kept")
   p.add_argument("--worker", help=argparse.SUPPRESS)
   args = common.parse_args(p, argv)
   if args.worker:
@@ -269,9 +344,16 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
       saved = json.load(f)
     rows, date, args.quick = saved["rows"], saved["date"], saved["quick"]
   else:
-    rows = run_cases(cases(args.quick))
-    add_ratios(rows)
+    groups = (args.group,) if args.group else GROUPS
     date = datetime.datetime.now().isoformat(timespec="seconds")
+    rows = [dict(r, date=date[:10]) for r in run_cases(cases(args.quick, groups))]
+    if args.group and os.path.exists(json_path):
+      with open(json_path) as f:
+        saved = json.load(f)
+      if saved["quick"] == args.quick:  # keep the other groups' rows, dated as measured
+        rows = [dict(r, date=r.get("date", saved["date"][:10])) for r in saved["rows"]
+                if group_of(r) not in groups] + rows
+    add_ratios(rows)
     os.makedirs(args.out, exist_ok=True)
     common.write_json(json_path, dict(rows=rows, date=date, quick=args.quick,
                                       machine=f"{_cpu_name()}, forced CPU host devices"))
@@ -279,11 +361,13 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
   plot(rows, png_path)
   for r in rows:
     print(f"{r['vocab']:>11,} L={r['max_len']:<4} {r['data']}x{r['model']:<2} "
+          f"{r.get('dtype', 'float32'):<8} temp {_mb(r.get('temp_bytes')):>7} MB  "
           f"table {_mb(r['table_bytes']):>7} MB  peak {_mb(r.get('peak_bytes')):>7} MB  "
           f"scaling {r.get('table_scaling', float('nan')):.3f}")
   if args.update_readme:
     import jax  # pylint: disable=g-import-not-at-top
-    meta = dict(flags=" --quick" if args.quick else "", date=date[:10],
+    dates = sorted({r.get("date", date[:10]) for r in rows})
+    meta = dict(flags=" --quick" if args.quick else "", date=" and ".join(dates),
                 machine=f"{_cpu_name()} (jax {jax.__version__} cpu)")
     png_rel = os.path.relpath(png_path, os.path.dirname(os.path.abspath(args.readme)))
     update_readme(args.readme, readme_section(rows, meta, png_rel))

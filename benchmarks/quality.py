@@ -24,7 +24,8 @@ validation curve (NDCG@10 against training minutes, benchmarks/quality_curves.py
 
 Writes `<out>/quality_<dataset>.json` ({run: metrics, "published": {...}, "meta": {...}}) and
 `<out>/quality.png`. A run already in the JSON with the same resolved config (its file and
-the files it imports) and overrides is read back, not retrained (`--overwrite` retrains);
+the files it imports) and overrides is read back, not retrained (`--overwrite` retrains,
+`--reevaluate` evaluates its checkpoint again);
 an interrupted run resumes from its workdir.
 """
 from __future__ import annotations
@@ -55,11 +56,14 @@ from benchmarks import quality_curves  # pylint: disable=wrong-import-position
 from mpformer_jax.data import screening  # pylint: disable=wrong-import-position
 from mpformer_jax.data.registry import make_source  # pylint: disable=wrong-import-position
 from mpformer_jax.data.stats import DatasetStats  # pylint: disable=wrong-import-position
-from mpformer_jax.train import recipe  # pylint: disable=wrong-import-position
+from mpformer_jax.train import recipe, run_config  # pylint: disable=wrong-import-position
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = ("ml1m", "ml100k", "beauty")
 VARIANTS = {"all items": "test", "seen removed": "test_seen_removed"}  # -> key prefix
+# ML-1M only: seen removed, without the 1,115 users whose file lost an event (data README).
+COMPLETE = ("seen removed, complete users", "test_seen_removed_complete_users")
+PREFIXES = dict(VARIANTS, **{COMPLETE[0]: COMPLETE[1]})  # every shown variant -> key prefix
 KS = (10, 50, 200)
 ML100K_OBJECTIVES = ("watch", "like", "love")  # configs/ml100k.py's, in its order.
 QUICK = {"train.num_steps": 30, "eval.num_users": 256}
@@ -180,13 +184,12 @@ def entry(dataset: str, config: str, overrides: dict, workdir: Path, proc: dict)
       e[_key(f"scann/{prefix}", o, f"hr@{KS[0]}", flat)] = scann[f"{prefix}/{o}/hr@{KS[0]}"]
       e[_key(prefix, o, f"scann_recall@{KS[-1]}", flat)] = scann[
           f"{prefix}/{o}/scann_recall@{KS[-1]}"]
+    for m in (f"{name}@{k}" for k in KS for name in ("hr", "ndcg")):
+      if f"{COMPLETE[1]}/{o}/{m}" in exact:
+        e[_key(COMPLETE[1], o, m, flat)] = exact[f"{COMPLETE[1]}/{o}/{m}"]
   return e
 
 
-# Fields added after runs were stored (fault policies, event sampling, dense next-item
-# rows): at these values a run is unchanged, so they stay out of the digest.
-NEUTRAL_DEFAULTS = (("train", "nonfinite", "stop"), ("data", "invalid_users", "error"),
-                    ("data", "sampling", "event"), ("loss", "next_item_targets", 0))
 
 
 def config_digest(config: str, overrides: dict, training_only: bool = False) -> str:
@@ -216,7 +219,8 @@ def config_digest(config: str, overrides: dict, training_only: bool = False) -> 
   resolved.pop("recipe", None)
   if resolved["data"]["name"] != "interactions":   # settings of the generic path only
     resolved["data"].pop("interactions", None)
-  for section, key, default in NEUTRAL_DEFAULTS:   # at their defaults they change nothing
+  for field, default in run_config.ADDED_FIELDS.items():  # at these values: no change
+    section, key = field.split(".")
     if resolved[section].get(key) == default:
       resolved[section].pop(key)
   if training_only:
@@ -248,7 +252,7 @@ def run_one(dataset: str, name: str, config: str, overrides: dict, args, bar) ->
     meta.write_text(json.dumps(mo.train(f"{dataset}/{name}", train_argv, workdir)))
   proc = json.loads(meta.read_text()) if meta.exists() else {}
   evaluated = workdir / "eval_digest"  # The full config the eval_*.json were made under.
-  if not evaluated.exists() or evaluated.read_text() != digest:
+  if args.reevaluate or not evaluated.exists() or evaluated.read_text() != digest:
     for stale in workdir.glob("eval_*.json"):
       stale.unlink()
     evaluated.write_text(digest)
@@ -267,7 +271,9 @@ def _fmt(v, spec=".4f"):
 def _shown_variants(results: dict) -> list[str]:
   """`all items`, plus `seen removed` where a published number uses it."""
   used = {p["variant"] for p in results.get("published", {}).values()}
-  return ["all items"] + ["seen removed"] * ("seen removed" in used)
+  complete = any(_key(COMPLETE[1], "", "ndcg@10", True) in e for e in _runs(results).values())
+  return (["all items"] + ["seen removed"] * ("seen removed" in used)
+          + [COMPLETE[0]] * complete)
 
 
 def _runs(results: dict) -> dict:
@@ -288,7 +294,7 @@ def table(dataset: str, results: dict) -> list[str]:
     flat, first = dataset != "ml100k", True
     for o in e["objectives"]:
       for variant in _shown_variants(results):
-        vals = [e.get(_key(VARIANTS[variant], o, m, flat))
+        vals = [e.get(_key(PREFIXES[variant], o, m, flat))
                 for m in ("ndcg@10", "hr@10", "ndcg@50", "hr@50", f"scann_recall@{KS[-1]}")]
         cost = ([_fmt(e["train_seconds"], ".0f"), _fmt(e["params"], ",d"),
                  _fmt(e["qps/exact"], ",.0f"), _fmt(e["qps/scann"], ",.0f")]
@@ -367,8 +373,8 @@ def plot(all_results: dict, path) -> None:
     flat, rows = dataset != "ml100k", panels.setdefault(dataset, [])
     for name, e in _runs(results).items():
       rows += [(f"{name}{'' if flat else ' ' + o} [{v}]",
-                e.get(_key(VARIANTS[v], o, "ndcg@10", flat)),
-                e.get(_key(VARIANTS[v], o, "hr@10", flat)))
+                e.get(_key(PREFIXES[v], o, "ndcg@10", flat)),
+                e.get(_key(PREFIXES[v], o, "hr@10", flat)))
                for o in e["objectives"] for v in _shown_variants(results)]
     rows += [(f"{n} (published) [{p['variant']}]", p["ndcg@10"], p["recall@10"])
              for n, p in results.get("published", {}).items()]
@@ -402,6 +408,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
   p.add_argument("--scratch", default=os.path.join(tempfile.gettempdir(), "mpformer_bench",
                                                    "quality"), help="parent of the workdirs")
   p.add_argument("--overwrite", action="store_true", help="retrain runs found in the JSON")
+  p.add_argument("--reevaluate", action="store_true",
+                 help="evaluate the selected runs' checkpoints again (new metrics, no training)")
   p.add_argument("--update_readme", action="store_true")
   p.add_argument("--readme", default=os.path.join(os.path.dirname(__file__), "README.md"))
   return common.parse_args(p, argv)
@@ -445,7 +453,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
         config += ":test"  # ML-100K's small model (configs/ml100k.py).
       old = all_results[dataset].get(name, {})
       new = None
-      if args.overwrite or not _up_to_date(old, config, overrides):
+      if args.overwrite or args.reevaluate or not _up_to_date(old, config, overrides):
         new = run_one(dataset, name, config, overrides, args, bar)
       # Re-read before writing: a process running another dataset's or run's entries of the
       # same file meanwhile keeps its results. Written after every run: progress survives.

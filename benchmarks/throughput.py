@@ -92,6 +92,7 @@ class Point:
   num_devices: int = 1
   dtype: str = "float32"
   config: str = "base"   # configs/base.py (MPFormer) or configs/kuaiformer.py.
+  num_items: int = 0     # item vocabulary; 0: the synthetic platform's (10,000)
 
 
 def base_point(quick: bool, dtype: str = "float32", config: str = "base") -> Point:
@@ -131,7 +132,8 @@ def key_of(point_or_row) -> str:
 
 def build(p: Point):
   """(model, optimizer, config) for a point; the synthetic spec grows to 8 objectives."""
-  config, spec = importlib.import_module(CONFIGS[p.config]).get_config(), synthetic_spec()
+  config = importlib.import_module(CONFIGS[p.config]).get_config()
+  spec = synthetic_spec(num_items=p.num_items) if p.num_items else synthetic_spec()
   extra = tuple(f"objective_{i}" for i in range(len(spec.objectives), p.num_objectives))
   spec = dataclasses.replace(spec, objectives=spec.objectives + extra)
   config.loss.objective_weights = (1.0,) * p.num_objectives
@@ -257,6 +259,7 @@ def prepare(p: Point, peak: float, max_step_s: float, max_bytes: float,
   need = 0 if mem is None else (mem.argument_size_in_bytes + mem.temp_size_in_bytes
                                 + mem.output_size_in_bytes - mem.alias_size_in_bytes)
   row["predicted_bytes"] = need
+  row["temp_bytes"] = None if mem is None else int(mem.temp_size_in_bytes)
   if need > max_bytes:
     return dict(row, status="skipped", skip_reason=f"needs {need / 2**30:.1f} GiB > "
                 f"{max_bytes / 2**30:.1f} GiB"), None

@@ -67,7 +67,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       weight_recent=50,             # recent events defining the objective-mix target
       normalize=False,              # L2-normalise u and v (use with loss.temperature)
       dropout=0.0,                  # token-embedding and residual dropout, training only
+      # "bfloat16": activations and matmuls in bf16 (mixed precision); the softmax, logQ,
+      # losses and metrics stay f32, as do params and Adam moments unless param_dtype says
       dtype="float32",
+      param_dtype="float32",
       compression=dict(schedule=((64, 2), (16, 5)),  # oldest first; () disables
                        # "ffn" [ours]: mean then one FFN per group, the default: on this
                        # small backbone it matched "mean" [paper: 1-layer transformer per

@@ -99,6 +99,7 @@ def test_quick_ml100k_layout_resume_and_readme(load_benchmark, tmp_path, monkeyp
   # Resume: the run is read back from the JSON, not retrained; README keeps other sections.
   readme = tmp_path / "README.md"
   readme.write_text("# Benchmarks\n\n## Other\nkeep me\n")
+  run_one = q.run_one
   monkeypatch.setattr(q, "run_one", _must_not_run)
   again = q.main(argv + ["--update_readme", "--readme", str(readme)])
   assert again["ml100k"]["mpformer"] == e
@@ -108,6 +109,18 @@ def test_quick_ml100k_layout_resume_and_readme(load_benchmark, tmp_path, monkeyp
   assert q.README_TITLE in text and "](quality.png)" in text and "](quality_time.png)" in text
   assert e["curve"]["variant"] == "all items" and e["curve"]["points"][-1][1] == 20
   assert "| mpformer (configs/ml100k.py:test) | love | all items |" in text
+
+  # --reevaluate: the stored checkpoint is evaluated again (both retrievals), not retrained.
+  evaluated = []
+  monkeypatch.setattr(q, "run_one", run_one)
+  monkeypatch.setattr(q.mo, "train", _must_not_run)
+  real_evaluate = q._evaluate  # pylint: disable=protected-access
+  monkeypatch.setattr(q, "_evaluate", lambda argv, workdir, retrieval: (
+      evaluated.append(retrieval), real_evaluate(argv, workdir, retrieval))[1])
+  again = q.main(argv + ["--reevaluate"])
+  assert evaluated == ["exact", "scann"]
+  fresh = again["ml100k"]["mpformer"]
+  assert fresh["step"] == 20 and fresh["test/love/ndcg@10"] == e["test/love/ndcg@10"]
 
 
 def test_config_digest_follows_the_resolved_config(load_benchmark, tmp_path):

@@ -59,6 +59,33 @@ def test_exact_matches_trainer_and_seen_removed_dominates(trained):
   assert result["qps/exact"] > 0
 
 
+def test_complete_users_variant(trained, tmp_path, monkeypatch):
+  """A source that lost events of some users (ML-1M's incomplete_users) also gets every
+  metric without them: the same ranks averaged over the other users."""
+  workdir, _ = trained
+  restore = offline_eval._restore  # pylint: disable=protected-access
+
+  def with_incomplete(*args):
+    model, examples, evaluator, params, step, source = restore(*args)
+    users = np.asarray(examples[schema.USER_INDEX])
+    source.incomplete_users = users[::3].astype(np.int64)  # every third evaluated user
+    return model, examples, evaluator, params, step, source
+  monkeypatch.setattr(offline_eval, "_restore", with_incomplete)
+  full = evaluate(_config(), workdir, "exact", "test")
+  for variant in ("test", "test_seen_removed"):
+    for obj in OBJECTIVES:
+      n_all = full[f"{variant}/{obj}/count"]
+      n_complete = full[f"{variant}_complete_users/{obj}/count"]
+      assert 0 < n_complete < n_all
+      for m in METRICS:
+        assert 0.0 <= full[f"{variant}_complete_users/{obj}/{m}"] <= 1.0
+  # Without incomplete users: no such keys, and the other metrics are the same.
+  monkeypatch.setattr(offline_eval, "_restore", restore)
+  plain = evaluate(_config(), workdir, "exact", "test")
+  assert not any("complete_users" in k for k in plain)
+  assert plain["test/click/hr@50"] == full["test/click/hr@50"]
+
+
 def test_scann_metrics_and_recall(trained):
   workdir, _ = trained
   result = evaluate(_config(), workdir, "scann", "test")

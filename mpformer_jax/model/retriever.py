@@ -52,13 +52,15 @@ class ModelConfig:
   schedule: tuple[tuple[int, int], ...] = ()
   pool: str = "mean"
   impl: str = "auto"
-  dtype: str = "float32"
+  dtype: str = "float32"            # activations and matmuls ("bfloat16": mixed precision)
+  param_dtype: str = "float32"      # parameters and optimizer moments
 
   @classmethod
   def from_config(cls, model_cfg, max_len: int) -> "ModelConfig":
     c = model_cfg
-    if c.dtype not in _DTYPES:
-      raise ValueError(f"model.dtype must be one of {sorted(_DTYPES)}, got {c.dtype!r}")
+    for field in ("dtype", "param_dtype"):
+      if c[field] not in _DTYPES:
+        raise ValueError(f"model.{field} must be one of {sorted(_DTYPES)}, got {c[field]!r}")
     if c.d_model % c.num_heads:
       raise ValueError(f"model.d_model={c.d_model} is not divisible by "
                        f"model.num_heads={c.num_heads}")
@@ -86,7 +88,8 @@ class ModelConfig:
                readout=c.readout,
                normalize=c.normalize, dropout=c.dropout,
                schedule=validate_schedule(c.compression.schedule, max_len),
-               pool=c.compression.pool, impl=c.compression.impl, dtype=c.dtype)
+               pool=c.compression.pool, impl=c.compression.impl, dtype=c.dtype,
+               param_dtype=c.param_dtype)
 
 
 class Retriever(nn.Module):

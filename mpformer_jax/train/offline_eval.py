@@ -198,7 +198,7 @@ def evaluate(config, workdir: str, retrieval: str = "exact", split: str = "test"
   if split not in SPLITS:
     raise ValueError(f"unknown split {split!r}; use one of {SPLITS}")
   workdir = os.path.abspath(os.path.expanduser(workdir))
-  model, examples, evaluator, params, step, _ = _restore(config, workdir, split)
+  model, examples, evaluator, params, step, source = _restore(config, workdir, split)
   ecfg, objectives = config.eval, model.cfg.objectives
   ks, k = tuple(ecfg.ks), max(ecfg.ks)
   items = evaluator.corpus(params)
@@ -206,6 +206,10 @@ def evaluate(config, workdir: str, retrieval: str = "exact", split: str = "test"
   num_users, num_items = users.shape[0], items.shape[0] - 1
   targets = examples[schema.TARGET_ID]
   exclude = seen_ids(examples)
+  # ML-1M's file lost one event of some users (data README): their metrics are also
+  # reported without those users, for comparison with numbers computed on complete data.
+  incomplete = getattr(source, "incomplete_users", np.zeros(0, np.int64))
+  complete = ~np.isin(np.asarray(examples[schema.USER_INDEX]), incomplete)
   out: dict[str, Any] = dict(step=step, split=split, retrieval=retrieval,
                              num_users=int(num_users), num_items=int(num_items),
                              qps_batch_size=int(min(ecfg.batch_size, num_users)))
@@ -241,6 +245,9 @@ def evaluate(config, workdir: str, retrieval: str = "exact", split: str = "test"
         for kk in ks:
           out[f"{prefix}scann_recall@{kk}"] = recall_at_k(approx, ref, kk)
       out.update(ranking_metrics(np.asarray(ranks), ks, prefix=prefix, mask=mask))
+      if len(incomplete):
+        out.update(ranking_metrics(np.asarray(ranks), ks, mask=mask & complete,
+                                   prefix=f"{split}{suffix}_complete_users/{name}/"))
   num_queries = num_users * len(objectives)
   out["qps/exact"] = num_queries / max(seconds["exact"], 1e-9)
   if index is not None:

@@ -43,6 +43,11 @@ OVERRIDABLE = {"train.num_steps": "the learning-rate schedule is re-derived from
 
 
 READ_FIELDS = ("model.", "data.")   # what evaluating or exporting a run depends on
+# Fields added to the configs after runs were saved, with the value that computes what the
+# runs did before them: absent from a saved config and at this value now, they are no change.
+ADDED_FIELDS = {"train.nonfinite": "stop", "data.invalid_users": "error",
+                "data.sampling": "event", "loss.next_item_targets": 0,
+                "model.param_dtype": "float32"}
 
 
 class ConfigDrift(ValueError):
@@ -149,6 +154,9 @@ def write(workdir: str, config, fingerprint: str, changes: Iterable[dict] = (),
 def diff(saved: dict, config) -> list[tuple[str, Any, Any]]:
   """(field, saved value, current value) for every field that differs, in name order."""
   old, new = flatten(saved), flatten(_plain(config))
+  for field, value in ADDED_FIELDS.items():
+    if field not in old and new.get(field) == value:
+      old[field] = value
   return [(k, old.get(k, "<absent>"), new.get(k, "<absent>"))
           for k in sorted(set(old) | set(new)) if old.get(k, "<absent>") != new.get(k, "<absent>")]
 

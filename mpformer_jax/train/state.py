@@ -81,11 +81,19 @@ def init_state(model: Retriever, tx: optax.GradientTransformation, batch: Mappin
 def _init_fn(model, tx, rng):
   """rng, batch -> TrainState with boxed params and moments (logical axis names)."""
   def init(init_rng, batch):
-    boxed = model.init(init_rng, batch)["params"]
+    boxed = cast_floats(model.init(init_rng, batch)["params"], model.cfg.param_dtype)
     return TrainState(step=jnp.zeros((), jnp.int32), params=boxed, opt_state=tx.init(boxed),
                       rng=rng, bad_steps=jnp.zeros((), jnp.int32),
                       fault=jnp.full((len(FAULT_FIELDS),), -1.0, jnp.float32))
   return init
+
+
+def cast_floats(tree: Any, dtype: Any) -> Any:
+  """`tree` with its floating-point leaves in `dtype` (model.param_dtype); the modules
+  create f32 params, and this one cast gives the params and, from them, Adam's moments."""
+  dtype = jnp.dtype(dtype)
+  return jax.tree.map(
+      lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
 
 
 def abstract_state(model: Retriever, tx: optax.GradientTransformation,

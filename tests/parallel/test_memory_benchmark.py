@@ -1,5 +1,5 @@
-"""benchmarks/memory.py --quick: the table's per-device bytes shrink as 1/model; JSON, PNG,
-README section."""
+"""benchmarks/memory.py --quick: the table's per-device bytes shrink as 1/model, bf16
+activations take less than f32 ones; JSON, PNG, README section."""
 import json
 
 import pytest
@@ -11,8 +11,11 @@ def test_quick_memory_sweep(tmp_path, load_benchmark):
   rows = memory.main(["--quick", "--out", str(tmp_path), "--update_readme",
                       "--readme", str(readme)])
   saved = json.loads((tmp_path / "memory.json").read_text())["rows"]
-  assert len(saved) == len(rows) == 3
-  by_mesh = {(r["devices"], r["data"], r["model"]): r for r in saved}
+  assert len(saved) == len(rows) == 5
+  precision = {r["dtype"]: r for r in saved if r["group"] == "precision"}
+  assert precision["bfloat16"]["temp_bytes"] < precision["float32"]["temp_bytes"]
+  assert precision["bfloat16"]["temp_vs_f32"] < 1.0
+  by_mesh = {(r["devices"], r["data"], r["model"]): r for r in saved if r["group"] == "scaling"}
   one, mp8, mixed = by_mesh[(1, 1, 1)], by_mesh[(8, 1, 8)], by_mesh[(8, 2, 4)]
   for r, m in ((one, 1), (mp8, 8), (mixed, 4)):
     assert r["table_bytes"] * m == pytest.approx(one["table_bytes"], rel=0.05)
@@ -24,6 +27,10 @@ def test_quick_memory_sweep(tmp_path, load_benchmark):
   assert (tmp_path / "memory.png").stat().st_size > 0
   text = readme.read_text()
   assert "keep me" in text and "## Memory scaling" in text and "| 1,000,000 |" in text
+  assert "### Mixed precision" in text and "| 32 | bfloat16 |" in text
+  # --group precision recompiles only that group and keeps the saved scaling rows.
+  again = memory.main(["--quick", "--out", str(tmp_path), "--group", "precision"])
+  assert sorted(r["group"] for r in again) == ["precision"] * 2 + ["scaling"] * 3
   memory.update_readme(str(readme), memory.readme_section(
       saved, dict(flags=" --quick", date="d", machine="m"), "memory.png"))
   assert readme.read_text().count(memory.README_START) == 1
