@@ -296,6 +296,8 @@ def table(dataset: str, results: dict) -> list[str]:
       for variant in _shown_variants(results):
         vals = [e.get(_key(PREFIXES[variant], o, m, flat))
                 for m in ("ndcg@10", "hr@10", "ndcg@50", "hr@50", f"scann_recall@{KS[-1]}")]
+        if all(v is None for v in vals):  # a variant this run was not evaluated with
+          continue
         cost = ([_fmt(e["train_seconds"], ".0f"), _fmt(e["params"], ",d"),
                  _fmt(e["qps/exact"], ",.0f"), _fmt(e["qps/scann"], ",.0f")]
                 if first else [""] * 4)

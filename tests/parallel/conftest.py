@@ -15,7 +15,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def device_env(devices: int = 8) -> dict:
-  return dict(os.environ, JAX_PLATFORMS="cpu",
+  # The scripts import configs/ from the checkout (setup.py installs the library only).
+  path = os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH", "")) if p)
+  return dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=path,
               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
 
 
