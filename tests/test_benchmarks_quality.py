@@ -4,6 +4,8 @@ import math
 import os
 import pathlib
 
+import pytest
+
 
 DATA = pathlib.Path(os.environ.get(
     "MPFORMER_DATA", pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"))
@@ -74,6 +76,7 @@ def _must_not_run(*args, **kwargs):
   raise AssertionError(f"a finished run was retrained: {args[:2]}")
 
 
+@pytest.mark.slow  # about 70 s on 2 cores; .ci/run runs the slow set after the default one
 def test_quick_ml100k_layout_resume_and_readme(load_benchmark, tmp_path, monkeypatch):
   q = load_benchmark("quality")
   argv = ["--datasets", "ml100k", "--quick", "--steps", "20", "--only", "mpformer",
@@ -114,9 +117,14 @@ def test_quick_ml100k_layout_resume_and_readme(load_benchmark, tmp_path, monkeyp
   evaluated = []
   monkeypatch.setattr(q, "run_one", run_one)
   monkeypatch.setattr(q.mo, "train", _must_not_run)
-  real_evaluate = q._evaluate  # pylint: disable=protected-access
-  monkeypatch.setattr(q, "_evaluate", lambda argv, workdir, retrieval: (
-      evaluated.append(retrieval), real_evaluate(argv, workdir, retrieval))[1])
+  stored = {p.name: p.read_text() for p in (tmp_path / "runs").rglob("eval_*.json")}
+
+  def evaluate(argv, workdir, retrieval):  # the stored result, written again
+    evaluated.append(retrieval)
+    assert not (workdir / f"eval_{retrieval}.json").exists()  # --reevaluate removed it
+    (workdir / f"eval_{retrieval}.json").write_text(stored[f"eval_{retrieval}.json"])
+    return json.loads(stored[f"eval_{retrieval}.json"])
+  monkeypatch.setattr(q, "_evaluate", evaluate)
   again = q.main(argv + ["--reevaluate"])
   assert evaluated == ["exact", "scann"]
   fresh = again["ml100k"]["mpformer"]
