@@ -92,6 +92,7 @@ def test_auto_fields_need_the_recipe_parameters():
     recipe.resolve(c, lambda: None)
 
 
+@pytest.mark.slow  # about 50 s; .ci/run runs the slow set after the default one
 def test_recipe_trains_untuned_on_ml100k_and_reads_back(tmp_path):
   """configs/recipe.py on a dataset it names nothing about: derived, saved, resumed, read."""
   import json  # pylint: disable=import-outside-toplevel
