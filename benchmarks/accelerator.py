@@ -75,11 +75,14 @@ class Budget:
     return time.perf_counter() - self.t0
 
   def spent(self) -> bool:
-    return self.elapsed() >= self.seconds
+    return self.left() <= 0
 
-  def skipped(self, **row) -> dict:
-    return dict(row, status="skipped", reason=f"the {self.part} budget of {self.seconds:.0f} s "
-                f"was spent ({self.elapsed():.0f} s)")
+  def left(self) -> float:
+    return self.seconds - self.elapsed()
+
+  def skipped(self, reason: str = "", **row) -> dict:
+    return dict(row, status="skipped", reason=reason or f"the {self.part} budget of "
+                f"{self.seconds:.0f} s was spent ({self.elapsed():.0f} s)")
 
 
 def _failed(row: dict, err: Exception) -> dict:
@@ -89,13 +92,14 @@ def _failed(row: dict, err: Exception) -> dict:
 
 
 def block_grid(quick: bool, backend: str) -> list[BlockSizes]:
-  """The swept BlockSizes; on TPU the Mosaic defaults (static 128 tiles) only."""
+  """The swept BlockSizes, the backend's default first; on TPU only the Mosaic default
+  (static 128 tiles); --quick: the default and one more."""
   default = BlockSizes.get_default(backend)
-  if quick or backend == "tpu":
-    return [default] if backend == "tpu" else [default, dataclasses.replace(
-        default, block_q=16, block_k=16, block_q_bwd=16, block_k_bwd=16)]
+  if backend == "tpu":
+    return [default]
+  tiles = ((16, 16, 16, 16),) if quick else BLOCK_GRID
   sweep = [dataclasses.replace(default, block_q=a, block_k=b, block_q_bwd=c, block_k_bwd=d)
-           for a, b, c, d in BLOCK_GRID]
+           for a, b, c, d in tiles]
   return [default] + [bs for bs in sweep if bs != default]
 
 
@@ -130,12 +134,13 @@ def kernel_part(quick: bool, budget: Budget) -> dict:
         parity[bs] = _failed(row, err)
     return parity[bs]["status"] == "ok"
 
-  shapes = {}
+  shapes, inputs = {}, {}
   for length in lengths:
     schedule = kernels.schedule_for(length, windows)
     flops, nbytes = kernels.analytic_cost(schedule, batch, heads, dim, dtype.itemsize, True)
     shapes[length] = dict(length=length, schedule=schedule, batch=batch, heads=heads,
                           dim=dim, dtype=dtype.name, flops=flops, bytes=nbytes)
+    inputs[length] = kernels.make_inputs(schedule, batch, heads, dim, dtype)  # every case's
   order = ([(n, "xla", None) for n in lengths] + [(n, "pallas", grid[0]) for n in lengths]
            + [(n, "pallas", bs) for bs in grid[1:] for n in lengths])
   rows = []
@@ -148,8 +153,8 @@ def kernel_part(quick: bool, budget: Budget) -> dict:
     if bs is not None and not passes(bs):
       rows.append(dict(row, status="skipped", reason="failed the parity check"))
       continue
+    ids, args = inputs[length]
     try:
-      ids, args = kernels.make_inputs(shape["schedule"], batch, heads, dim, dtype)
       fn = kernels.build_fns(ids, "reference" if impl == "xla" else "kernel", interpret,
                              bs)["fwd_bwd"]
       stats = common.time_fn(fn, *args, warmup=1, iters=iters)
@@ -270,11 +275,10 @@ def retrieval_part(quick: bool, budget: Budget) -> dict:
     print(f"  {n:,} items exact on {jax.devices()[0].device_kind}: "
           f"{rows[-1]['users_per_s']:,.0f} users/s", flush=True)
     predicted = build_s_per_item * n if build_s_per_item else 0.0  # from the smaller corpus
-    left = budget.seconds - budget.elapsed()
-    if budget.spent() or predicted > left:
-      rows.append(dict(budget.skipped(method="scann_host", **base), reason=(
-          f"predicted ScaNN build {predicted:.0f} s > {left:.0f} s left of the "
-          f"{budget.part} budget") if left > 0 else budget.skipped()["reason"]))
+    if budget.spent() or predicted > budget.left():
+      rows.append(budget.skipped(method="scann_host", **base, reason="" if budget.spent() else
+                                 f"predicted ScaNN build {predicted:.0f} s > "
+                                 f"{budget.left():.0f} s left of the {budget.part} budget"))
       continue
     try:
       t0 = time.perf_counter()

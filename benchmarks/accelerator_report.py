@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks import common
+from benchmarks.common import mib
 
 README_START, README_END = "<!-- accelerator:start -->", "<!-- accelerator:end -->"
 COMMAND = "python benchmarks/accelerator.py --update_readme"
@@ -18,9 +19,6 @@ def _tiles(bs: dict | None) -> str:
     return "-"
   return f"{bs['block_q']}/{bs['block_k']} fwd, {bs['block_q_bwd']}/{bs['block_k_bwd']} bwd"
 
-
-def _mb(x) -> str:
-  return "-" if x is None else f"{x / 2**20:,.0f}"
 
 
 def summary_lines(result: dict) -> list[str]:
@@ -46,7 +44,8 @@ def summary_lines(result: dict) -> list[str]:
                  f"{r['step_time_s'] * 1e3:.1f} ms, {r['flops_per_step'] / 1e12:.3f} TFLOP, "
                  f"MFU {r['mfu']:.1%} of {r['peak_source']}")
     else:
-      out.append(f"step {r['name']}: {r.get('status')} ({r.get('reason') or r.get('skip_reason') or r.get('error', '')[:200]})")
+      why = r.get("reason") or r.get("skip_reason") or r.get("error", "")[:200]
+      out.append(f"step {r['name']}: {r.get('status')} ({why})")
   for r in (parts.get("retrieval") or {}).get("rows", []):
     if r.get("status") == "ok":
       extra = (f", recall@100 {r['recall_at_100']:.3f}, build {r['build_s']:.0f} s"
@@ -79,8 +78,8 @@ def readme_section(result: dict, png_rel: str) -> str:
          "XLA temp MB", "Pallas temp MB"),
         [(f"{b['length']:,}", f"{b.get('xla_s', float('nan')) * 1e3:.2f}",
           f"{b['pallas_s'] * 1e3:.2f}", f"{b.get('speedup', float('nan')):.2f}x",
-          _tiles(b["block_sizes"]), _mb(b.get("xla_temp_bytes")),
-          _mb(b.get("pallas_temp_bytes"))) for b in kernel["best"]], text_columns=(4,))
+          _tiles(b["block_sizes"]), mib(b.get("xla_temp_bytes")),
+          mib(b.get("pallas_temp_bytes"))) for b in kernel["best"]], text_columns=(4,))
   step = parts.get("step")
   if step:
     out += _md_table(
@@ -90,7 +89,7 @@ def readme_section(result: dict, png_rel: str) -> str:
           f"{r['batch_size']}", f"{r['num_items'] or 10_000:,}",
           f"{r['step_time_s'] * 1e3:.1f}", f"{r['examples_per_sec']:,.0f}",
           f"{r['flops_per_step'] / 1e12:.3f}", f"{r['mfu']:.1%}",
-          f"{_mb(r.get('temp_bytes'))} ({_mb(r.get('f32_temp_bytes'))})")
+          f"{mib(r.get('temp_bytes'))} ({mib(r.get('f32_temp_bytes'))})")
          for r in _ok(step["rows"])], text_columns=(0, 1))
   ret = parts.get("retrieval")
   if ret:

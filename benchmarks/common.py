@@ -165,6 +165,11 @@ def memory_stats() -> int | None:
   return None if peak is None else int(peak)
 
 
+def mib(x) -> str:
+  """Bytes as whole MiB with thousands separators ("-" when unknown), for tables."""
+  return "-" if x is None else f"{x / 2**20:,.0f}"
+
+
 def _jsonable(obj: Any) -> Any:
   if isinstance(obj, dict):
     return {str(k): _jsonable(v) for k, v in obj.items()}

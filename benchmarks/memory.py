@@ -32,6 +32,7 @@ from typing import Optional
 if __package__ in (None, ""):
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks.common import mib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 VOCABS = (1_000_000, 10_000_000, 50_000_000, 100_000_000)
 LENGTHS = (64, 256, 1024)
@@ -191,9 +192,6 @@ def add_ratios(rows: list[dict]) -> None:
         r["argument_scaling"] = r["argument_bytes"] * r["model"] / ref[0]["argument_bytes"]
 
 
-def _mb(x) -> str:
-  return "-" if x is None else f"{x / 2**20:,.0f}"
-
 
 def readme_section(rows: list[dict], meta: dict, png_rel: str) -> str:
   precision = [r for r in rows if group_of(r) == "precision"]
@@ -212,8 +210,8 @@ def readme_section(rows: list[dict], meta: dict, png_rel: str) -> str:
                                        r["devices"], -r["model"])):
     scale = f"{r['table_scaling']:.2f}" if "table_scaling" in r else "-"
     out.append(f"| {r['vocab']:,} | {r['max_len']} | {r['devices']} | {r['data']} x "
-               f"{r['model']} | {_mb(r['table_bytes'])} | {_mb(r.get('argument_bytes'))} | "
-               f"{_mb(r.get('temp_bytes'))} | {_mb(r.get('peak_bytes'))} | {scale} |")
+               f"{r['model']} | {mib(r['table_bytes'])} | {mib(r.get('argument_bytes'))} | "
+               f"{mib(r.get('temp_bytes'))} | {mib(r.get('peak_bytes'))} | {scale} |")
   out += ["", "The table shard shrinks as 1/model exactly (rows padded to a multiple of 128), "
           "and the step's arguments and temporaries with it: nothing holds the whole table. "
           "With data parallelism only (8 x 1) every device holds the table and both Adam "
@@ -237,8 +235,8 @@ def _precision_lines(rows: list[dict]) -> list[str]:
          "|---:|---|---:|---:|---:|---:|---:|"]
   for r in sorted(rows, key=lambda r: (r["max_len"], r["dtype"] != "float32")):
     ratio = lambda key: f"{r[key]:.2f}" if key in r else "-"
-    out.append(f"| {r['max_len']} | {r['dtype']} | {_mb(r.get('argument_bytes'))} | "
-               f"{_mb(r.get('temp_bytes'))} | {_mb(r.get('peak_bytes'))} | "
+    out.append(f"| {r['max_len']} | {r['dtype']} | {mib(r.get('argument_bytes'))} | "
+               f"{mib(r.get('temp_bytes'))} | {mib(r.get('peak_bytes'))} | "
                f"{ratio('temp_vs_f32')} | {ratio('peak_vs_f32')} |")
   return out + ["", "bf16 saves less here than halving every activation would: the "
                 "attention probabilities stay f32 by design (the softmax), and the compiled "
@@ -254,8 +252,8 @@ def _shrink_line(rows: list[dict], vocab: int) -> str:
     return ""
   m = max(sel)
   lo, hi = sel[1], sel[m]
-  line = (f"- {vocab:,} items: table shard {_mb(lo['table_bytes'])} -> "
-          f"{_mb(hi['table_bytes'])} MB per device from model 1 to {m} "
+  line = (f"- {vocab:,} items: table shard {mib(lo['table_bytes'])} -> "
+          f"{mib(hi['table_bytes'])} MB per device from model 1 to {m} "
           f"(x{lo['table_bytes'] / hi['table_bytes']:.2f})")
   if lo.get("argument_bytes") and hi.get("argument_bytes"):
     line += (f", args x{lo['argument_bytes'] / hi['argument_bytes']:.2f}, peak "
@@ -312,7 +310,7 @@ def plot(rows: list[dict], path: str) -> None:
 
 
 def _plot_precision(ax, rows: list[dict]) -> None:
-  """Per max_len: temp (activations) and peak bytes under f32 and bf16."""
+  """Per max_len: temp bytes (mostly activations) under f32 and bf16."""
   lengths = sorted({r["max_len"] for r in rows})
   for i, dtype in enumerate(("float32", "bfloat16")):
     sel = {r["max_len"]: r for r in rows if r["dtype"] == dtype}
@@ -361,8 +359,8 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
   plot(rows, png_path)
   for r in rows:
     print(f"{r['vocab']:>11,} L={r['max_len']:<4} {r['data']}x{r['model']:<2} "
-          f"{r.get('dtype', 'float32'):<8} temp {_mb(r.get('temp_bytes')):>7} MB  "
-          f"table {_mb(r['table_bytes']):>7} MB  peak {_mb(r.get('peak_bytes')):>7} MB  "
+          f"{r.get('dtype', 'float32'):<8} temp {mib(r.get('temp_bytes')):>7} MB  "
+          f"table {mib(r['table_bytes']):>7} MB  peak {mib(r.get('peak_bytes')):>7} MB  "
           f"scaling {r.get('table_scaling', float('nan')):.3f}")
   if args.update_readme:
     import jax  # pylint: disable=g-import-not-at-top

@@ -38,6 +38,7 @@ import numpy as np
 if not __package__:  # Run as `python benchmarks/prepare.py`: make `benchmarks` importable.
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks.common import mib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = (1_000_000, 10_000_000, 100_000_000)
@@ -234,9 +235,6 @@ def machine_description() -> dict:
               numpy=np.__version__, pyarrow=pyarrow.__version__)
 
 
-def _mb(x) -> str:
-  return "-" if x is None else f"{x / 2**20:,.0f}"
-
 
 def _short(n: int) -> str:
   """20000 -> '20k', 10000000 -> '10M'."""
@@ -258,16 +256,16 @@ def table_lines(rows: list[dict]) -> list[str]:
   for r in sorted(rows, key=lambda r: r["events_generated"]):
     rps = "-" if r["rows_per_second"] is None else f"{r['rows_per_second']:,.0f}"
     out.append(f"| {r['events_generated']:,} | {_int(r['users'])} | {_int(r['items'])} | "
-               f"{_int(r['events'])} | {_mb(r['file_bytes'])} | {r['generate_seconds']:.1f} | "
-               f"{r['build_seconds']:.1f} | {rps} | {_mb(r['peak_rss_bytes'])} | "
-               f"{_mb(r['child_peak_rss_bytes'])} | {r.get('load_before', 0):.1f} | "
+               f"{_int(r['events'])} | {mib(r['file_bytes'])} | {r['generate_seconds']:.1f} | "
+               f"{r['build_seconds']:.1f} | {rps} | {mib(r['peak_rss_bytes'])} | "
+               f"{mib(r['child_peak_rss_bytes'])} | {r.get('load_before', 0):.1f} | "
                f"{r['date'][:10]} |")
   return out
 
 
 def readme_section(rows: list[dict], png_rel: str, quick: bool = False) -> str:
   machines = sorted({f"{r['machine']['cpu']} ({r['machine']['cores']} cores, "
-                     f"{_mb(r['machine']['ram_bytes'])} MB RAM)" for r in rows})
+                     f"{mib(r['machine']['ram_bytes'])} MB RAM)" for r in rows})
   out = [README_START, "## Dataset build at scale", "",
          f"`python benchmarks/prepare.py{' --quick' if quick else ''}` on "
          f"{', '.join(machines)}: `python -m launch.prepare --config=configs/interactions.py` "
@@ -315,9 +313,9 @@ def print_table(rows: list[dict]) -> None:
         f"{'rows/s':>10} {'RSS MB':>7} {'child MB':>8} {'load':>5}")
   for r in sorted(rows, key=lambda r: r["events_generated"]):
     print(f"{r['events_generated']:>12,} {_int(r['users']):>10} {_int(r['items']):>10} "
-          f"{_mb(r['file_bytes']):>8} {r['generate_seconds']:>7.1f} {r['build_seconds']:>8.1f} "
-          f"{r['rows_per_second'] or 0:>10,.0f} {_mb(r['peak_rss_bytes']):>7} "
-          f"{_mb(r['child_peak_rss_bytes']):>8} {r.get('load_before', 0):>5.1f}")
+          f"{mib(r['file_bytes']):>8} {r['generate_seconds']:>7.1f} {r['build_seconds']:>8.1f} "
+          f"{r['rows_per_second'] or 0:>10,.0f} {mib(r['peak_rss_bytes']):>7} "
+          f"{mib(r['child_peak_rss_bytes']):>8} {r.get('load_before', 0):>5.1f}")
 
 
 def main(argv: Optional[list[str]] = None) -> list[dict]:

@@ -190,8 +190,6 @@ def entry(dataset: str, config: str, overrides: dict, workdir: Path, proc: dict)
   return e
 
 
-
-
 def config_digest(config: str, overrides: dict, training_only: bool = False) -> str:
   """Hash of the effective config: the config file (and all it imports) with the overrides.
 
