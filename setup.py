@@ -27,6 +27,11 @@ setup(
         "tensorboardX>=2.6,<3",
         "matplotlib>=3.8,<4",
         "tqdm>=4.66,<5",
+        # serving: jax.export serialization, the HTTP service and its load-test client
+        "flatbuffers>=24",
+        "fastapi>=0.110,<1",
+        "uvicorn>=0.29,<1",
+        "httpx>=0.27,<1",
     ],
     extras_require={
         "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "hypothesis>=6.100,<7"],

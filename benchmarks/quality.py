@@ -215,6 +215,7 @@ def config_digest(config: str, overrides: dict, training_only: bool = False) -> 
     recipe.resolve(cfg, lambda: DatasetStats.of(source))
   resolved = json.loads(cfg.to_json_best_effort())
   resolved.pop("recipe", None)
+  resolved.pop("export", None)    # serving artifacts: no effect on training or evaluation
   if resolved["data"]["name"] != "interactions":   # settings of the generic path only
     resolved["data"].pop("interactions", None)
   for field, default in run_config.ADDED_FIELDS.items():  # at these values: no change

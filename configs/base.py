@@ -98,7 +98,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                  eval_every_steps=500, checkpoint_every_steps=250, max_checkpoints=2,
                  # a non-finite loss or gradient: "stop" the run (no checkpoint of it is
                  # written), or "skip" the batch (its update not applied; counted)
-                 nonfinite="stop")
+                 nonfinite="stop",
+                 # > 0: publish a serving artifact to export.dir every N steps and at the
+                 # end (train while serving: launch.serve picks up each new version)
+                 export_every_steps=0)
   c.eval = dict(num_users=5_000, batch_size=256, ks=(10, 50, 200), item_block_size=65_536,
                 remove_seen=False, split="valid",
                 merged_n=200,            # merged multi-objective list size N
@@ -108,6 +111,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                 scann=dict(num_leaves=-1, num_leaves_to_search=-1, dims_per_block=-1,
                            anisotropic_quantization_threshold=0.2, reorder_k=-1,
                            training_sample_size=-1))
+  # Serving artifacts (launch.export, train.export_every_steps; README "Serve").
+  c.export = dict(dir="",              # "" = <workdir>/export
+                  keep=3,              # newest versions kept
+                  index="auto",        # "exact", "scann", or "auto": ScaNN from exact_below
+                  exact_below=100_000,  # items; smaller corpora are searched exactly
+                  default_n=50,        # items per objective when a request gives no n
+                  platforms=())        # jax.export platforms; () = this machine's backend
   # Scale-out (DESIGN 4). Mesh axes: data (batch) x model (item vocabulary); -1 = the rest.
   c.mesh = dict(data=-1, model=1)
   c.parallel = dict(

@@ -13,10 +13,10 @@ original ids of the input files, to `<workdir>/top_items_<split>.jsonl`.
 With `--export_embeddings=PATH.npz` it instead writes the corpus and the held-out users'
 interest vectors for `python benchmarks/retrieval.py --embeddings PATH.npz`.
 """
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
-from mpformer_jax.train import console_log, run_config
+from launch.reading import run_config_from_flags
 from mpformer_jax.train.offline_eval import (RETRIEVALS, SPLITS, evaluate, export_embeddings,
                                              format_table, top_items)
 
@@ -35,14 +35,7 @@ _EXPORT = flags.DEFINE_string("export_embeddings", "", "Write item and user embe
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  verbose = flags.FLAGS["verbosity"].present
-  console_log.quiet_console(verbose)
-  if not verbose:
-    logging.set_verbosity(logging.INFO)
-  config_flag = flags.FLAGS["config"]
-  config = run_config.for_reading(
-      _WORKDIR.value, _CONFIG.value if config_flag.present else None,
-      config_flags.get_override_values(config_flag))
+  config = run_config_from_flags(_WORKDIR.value)
   if _EXPORT.value:
     shapes = export_embeddings(config, _WORKDIR.value, _EXPORT.value, _SPLIT.value)
     print(f"wrote {_EXPORT.value}: {shapes}", flush=True)

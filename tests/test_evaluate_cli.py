@@ -64,14 +64,14 @@ def test_complete_users_variant(trained, tmp_path, monkeypatch):
   """A source that lost events of some users (ML-1M's incomplete_users) also gets every
   metric without them: the same ranks averaged over the other users."""
   workdir, final = trained
-  restore = offline_eval._restore  # pylint: disable=protected-access
+  restore = offline_eval.restore_run
 
   def with_incomplete(*args):
     model, examples, evaluator, params, step, source = restore(*args)
     users = np.asarray(examples[schema.USER_INDEX])
     source.incomplete_users = users[::3].astype(np.int64)  # every third evaluated user
     return model, examples, evaluator, params, step, source
-  monkeypatch.setattr(offline_eval, "_restore", with_incomplete)
+  monkeypatch.setattr(offline_eval, "restore_run", with_incomplete)
   full = evaluate(_config(), workdir, "exact", "test")
   for variant in ("test", "test_seen_removed"):
     for obj in OBJECTIVES:

@@ -149,9 +149,11 @@ def train_iterator(source: schema.SequenceSource, *, max_len: int, batch_size: i
   return iter(ds.to_iter_dataset(options))
 
 
-def eval_users(source: schema.SequenceSource, split: str) -> np.ndarray:
-  """Users with a `split` target (leave-one-out: n >= 4), int64 indices."""
-  return examples.SplitPoints.of(source).users(split)
+def eval_users(source: schema.SequenceSource, split: str, num_users: int = 0) -> np.ndarray:
+  """The first `num_users` users (0 = all) with a `split` target (leave-one-out: n >= 4),
+  int64 indices."""
+  users = examples.SplitPoints.of(source).users(split)
+  return users if num_users <= 0 else users[:num_users]
 
 
 def eval_examples(source: schema.SequenceSource, *, split: str, max_len: int,

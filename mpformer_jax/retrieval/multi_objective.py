@@ -18,17 +18,26 @@ def merged_lists(interests, items, weights: np.ndarray, n: int, *, minimum: int 
                  c: float = 1.0, block_size: int = 65536) -> np.ndarray:
   """[U, n] merged item ids (0-padded) from interests [U, O, J, d] and weights [U, O]."""
   num_users, num_obj, num_interests = interests.shape[:3]
-  weights = np.asarray(weights, np.float64)
-  quotas = np.stack([objective_quotas(w, n, minimum) for w in weights])  # [U, O]
   fetch = min(interest_quota(n, num_interests, c), items.shape[0] - 1)
+  scores, ids = per_interest_top_k(
+      np.asarray(interests).reshape((num_users, num_obj * num_interests, -1)), items, fetch,
+      block_size=block_size)
+  shape = (num_users, num_obj, num_interests, fetch)
+  return merge_lists(np.asarray(ids).reshape(shape), np.asarray(scores).reshape(shape),
+                     weights, n, minimum=minimum, c=c)
+
+
+def merge_lists(ids: np.ndarray, scores: np.ndarray, weights: np.ndarray, n: int, *,
+                minimum: int = 0, c: float = 1.0) -> np.ndarray:
+  """[U, n] merged ids from per-interest ranked lists ids / scores [U, O, J, M] (any search,
+  exact or ScaNN; M >= the interest quota of n) and objective weights [U, O]."""
+  num_users, num_obj = ids.shape[:2]
+  quotas = np.stack([objective_quotas(w, n, minimum) for w in np.asarray(weights, np.float64)])
   lists = np.zeros((num_users, num_obj, n), np.int64)
-  for o in range(num_obj):
-    scores, ids = per_interest_top_k(interests[:, o], items, fetch, block_size=block_size)
-    scores, ids = np.asarray(scores), np.asarray(ids)
-    for u in range(num_users):
-      if quotas[u, o] == 0:
-        continue
-      merged, _ = merge_interests(ids[u], scores[u], int(quotas[u, o]), c)
-      lists[u, o, :len(merged)] = merged
+  for u in range(num_users):
+    for o in range(num_obj):
+      if quotas[u, o]:
+        merged, _ = merge_interests(ids[u, o], scores[u, o], int(quotas[u, o]), c)
+        lists[u, o, :len(merged)] = merged
   out, _ = merge_objectives_batched(lists, quotas, n)
   return out

@@ -34,11 +34,8 @@ _PEAKS = (("h200", 989e12), ("h100", 989e12), ("a100", 312e12), ("v6", 918e12),
           ("v5p", 459e12), ("v5", 197e12), ("v4", 275e12))
 
 
-def train_flops_per_step(cfg: ModelConfig, spec: DatasetSpec, batch_size: int,
-                         loss_cfg=None) -> float:
-  """Training FLOPs of one step; the loss terms follow `loss_cfg` (config.loss) if given."""
-  loss_cfg = loss_cfg or {}
-  catalogue = loss_cfg.get("negatives", "in_batch") == "catalogue"
+def user_tower_flops(cfg: ModelConfig, spec: DatasetSpec) -> float:
+  """Forward FLOPs of the user tower for one example (token MLP, groups, backbone, head)."""
   d, h, out = cfg.d_model, cfg.mlp_hidden, cfg.output_dim
   f = cfg.feature_dim
   num_obj, k = len(cfg.objectives), (0 if cfg.readout == "last" else cfg.num_queries)
@@ -57,6 +54,23 @@ def train_flops_per_step(cfg: ModelConfig, spec: DatasetSpec, batch_size: int,
   s = user + num_tokens(cfg.schedule, cfg.max_len) + num_obj * k
   backbone = cfg.num_layers * s * (8 * d * d + 4 * s * d + 6 * d * h)
   head = max(num_obj * k, 1) * 2 * d * out
+  return token_mlp + group + backbone + head
+
+
+def serve_flops_per_user(cfg: ModelConfig, spec: DatasetSpec, num_items: int) -> float:
+  """One served request: the user tower plus exact scoring of every interest vector of every
+  objective against `num_items` items (ScaNN scores fewer, so this bounds its work)."""
+  vectors = len(cfg.objectives) * (1 if cfg.readout == "last" else cfg.num_queries)
+  return user_tower_flops(cfg, spec) + vectors * num_items * 2 * cfg.output_dim
+
+
+def train_flops_per_step(cfg: ModelConfig, spec: DatasetSpec, batch_size: int,
+                         loss_cfg=None) -> float:
+  """Training FLOPs of one step; the loss terms follow `loss_cfg` (config.loss) if given."""
+  loss_cfg = loss_cfg or {}
+  catalogue = loss_cfg.get("negatives", "in_batch") == "catalogue"
+  out, f = cfg.output_dim, cfg.feature_dim
+  num_obj, k = len(cfg.objectives), (0 if cfg.readout == "last" else cfg.num_queries)
   i_v = cfg.item_embed_dim + len(spec.item_features) * f
   tower = 2 * i_v * 2 * out + 2 * 2 * out * out
   cands = spec.item_vocab_size if catalogue else batch_size
@@ -67,7 +81,7 @@ def train_flops_per_step(cfg: ModelConfig, spec: DatasetSpec, batch_size: int,
     if loss_cfg.get("next_item_targets", 0) > 0:  # packed: the budget, spread over the batch
       raw = min(raw, loss_cfg["next_item_targets"] / batch_size)
     aux = raw * (cands * 2 * out + (0 if catalogue else tower))
-  forward = token_mlp + group + backbone + head + tower + loss + aux
+  forward = user_tower_flops(cfg, spec) + tower + loss + aux
   return 3.0 * (forward * batch_size + catalogue * spec.item_vocab_size * tower)
 
 

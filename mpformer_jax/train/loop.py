@@ -3,10 +3,11 @@
 Builds the data source, model and optimizer, resumes from the newest intact checkpoint in
 `workdir` if there is one (model, optimizer, step, RNG and data iterator alike; the config
 checked against the run's saved one, `resume`), trains with a log line every
-`train.log_every_steps`, evaluates every `train.eval_every_steps` and at the end, and appends
-every record to `<workdir>/metrics.jsonl`. SIGTERM / SIGINT stop it after the current step
-with a checkpoint (`preemption`); a non-finite loss or gradient stops it before any save
-(`train.nonfinite="stop"`) or skips the batch (`"skip"`).
+`train.log_every_steps`, evaluates every `train.eval_every_steps` and at the end, appends
+every record to `<workdir>/metrics.jsonl`, and with `train.export_every_steps` publishes a
+serving artifact every so many steps and at the end (`export`, README "Serve"). SIGTERM /
+SIGINT stop it after the current step with a checkpoint (`preemption`); a non-finite loss or
+gradient stops it before any save (`train.nonfinite="stop"`) or skips the batch (`"skip"`).
 """
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import os
 import time
 
 import jax
-import numpy as np
 from absl import logging
 
 from mpformer_jax.data import pipeline, schema, screening
@@ -26,6 +26,7 @@ from mpformer_jax.parallel.sharding import Layout
 from mpformer_jax.train import recipe, resume
 from mpformer_jax.train.checkpoint import Checkpointer
 from mpformer_jax.train.evaluation import Evaluator
+from mpformer_jax.train.export import Exporter
 from mpformer_jax.train.flops import device_peak_flops, train_flops_per_step
 from mpformer_jax.train.metric_writer import MetricWriter
 from mpformer_jax.train.preemption import PreemptionGuard
@@ -67,12 +68,6 @@ def check_config(config) -> None:
     raise ValueError(f"eval.split must be 'valid' or 'test', got {config.eval.split!r}")
 
 
-def eval_users(source, num_users: int, split: str) -> np.ndarray:
-  """The first `num_users` users (0 = all) with a `split` target (leave-one-out: n >= 4)."""
-  users = pipeline.eval_users(source, split)
-  return users if num_users <= 0 else users[:num_users]
-
-
 def _format_eta(seconds: float) -> str:
   seconds = int(max(seconds, 0))
   return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
@@ -106,10 +101,12 @@ def train_and_evaluate(config, workdir: str,
   popularity = pipeline.popularity_counts(source, max_users=config.data.stats_max_users)
   held_out = {split: pipeline.eval_examples(
       source, split=split, max_len=max_len, logq_table=logq,
-      users=eval_users(source, config.eval.num_users, split)) for split in ("valid", "test")}
+      users=pipeline.eval_users(source, split, config.eval.num_users))
+      for split in ("valid", "test")}
   for examples in held_out.values():
     schema.validate_batch(spec, examples)
   evaluator = Evaluator(model, pipeline.item_corpus_features(source), config.eval, layout)
+  exporter = _exporter(config, workdir, source, model, evaluator, popularity, held_out)
 
   tx = make_optimizer(t)
   init_batch = {k: v[:2] for k, v in held_out["valid"].items()}
@@ -140,6 +137,7 @@ def train_and_evaluate(config, workdir: str,
                                corpus_features=evaluator.corpus_features)
   writer = MetricWriter(workdir, restored_step=start)
   step, window_start, window_steps, last, saved = start, time.perf_counter(), 0, {}, start
+  last_eval = {}
   pending = None
   with PreemptionGuard() as guard:
     while step < t.num_steps:
@@ -176,6 +174,9 @@ def train_and_evaluate(config, workdir: str,
         result = evaluator(state.params, held_out[config.eval.split], popularity)
         logging.info("eval at step %d: %s", step, _summary(result))
         writer.write(step, result)
+        last_eval = result
+      if exporter and step % t.export_every_steps == 0 and step < t.num_steps:
+        exporter.publish(state.params, step, {**last, **last_eval})
       window_start += time.perf_counter() - paused
 
   final = dict(last)
@@ -185,9 +186,22 @@ def train_and_evaluate(config, workdir: str,
   final["params"] = int(num_params)
   logging.info("final at step %d: %s", step, _summary(final))
   writer.write(step, final)
+  if exporter:
+    exporter.publish(state.params, step, final)
   writer.close()
   ckpt.close()
   return final
+
+
+def _exporter(config, workdir, source, model, evaluator, popularity, held_out):
+  """The run's artifact publisher (train.export_every_steps > 0), or None."""
+  if config.train.export_every_steps <= 0:
+    return None
+  if jax.process_count() > 1:
+    raise ValueError("train.export_every_steps runs in single-process jobs; export a "
+                     "multi-host run's checkpoint with python -m launch.export")
+  root = config.export.dir or os.path.join(workdir, "export")
+  return Exporter(config, source, model, evaluator, popularity, held_out["valid"], root)
 
 
 def _check_finite(state, policy: str, last_saved: int) -> int:

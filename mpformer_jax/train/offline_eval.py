@@ -42,7 +42,6 @@ from mpformer_jax.retrieval.scann_index import (build_scann, default_scann_param
                                                 leaves_to_search, recall_at_k, scann_search)
 from mpformer_jax.train.checkpoint import Checkpointer, abstract_target
 from mpformer_jax.train.evaluation import Evaluator
-from mpformer_jax.train.loop import eval_users
 from mpformer_jax.train.state import abstract_state, make_optimizer
 
 RETRIEVALS = ("exact", "scann")
@@ -167,7 +166,7 @@ def _build(config, split: str):
   max_len = config.data.max_len
   model = Retriever(source.spec, ModelConfig.from_config(config.model, max_len))
   logq = pipeline.target_log_q(source, max_users=config.data.stats_max_users)
-  users = eval_users(source, config.eval.num_users, split)
+  users = pipeline.eval_users(source, split, config.eval.num_users)
   examples = pipeline.eval_examples(source, split=split, max_len=max_len, logq_table=logq,
                                     users=users)
   schema.validate_batch(source.spec, examples)
@@ -176,7 +175,7 @@ def _build(config, split: str):
   return model, examples, layout, evaluator, source
 
 
-def _restore(config, workdir: str, split: str):
+def restore_run(config, workdir: str, split: str):
   """(model, examples, evaluator, params, step, source) of the latest checkpoint."""
   checkpoint_dir(workdir)  # fail before building any data
   model, examples, layout, evaluator, source = _build(config, split)
@@ -198,7 +197,7 @@ def evaluate(config, workdir: str, retrieval: str = "exact", split: str = "test"
   if split not in SPLITS:
     raise ValueError(f"unknown split {split!r}; use one of {SPLITS}")
   workdir = os.path.abspath(os.path.expanduser(workdir))
-  model, examples, evaluator, params, step, source = _restore(config, workdir, split)
+  model, examples, evaluator, params, step, source = restore_run(config, workdir, split)
   ecfg, objectives = config.eval, model.cfg.objectives
   ks, k = tuple(ecfg.ks), max(ecfg.ks)
   items = evaluator.corpus(params)
@@ -268,7 +267,7 @@ def export_embeddings(config, workdir: str, path: str, split: str = "test") -> d
   `item_ids` [N + 1] and `query_user_ids` [U * O] give the original ids of the input files
   (row 0 of `items` is the padding, id ""); `objectives` names each query's objective.
   """
-  _, examples, evaluator, params, step, source = _restore(config, os.path.expanduser(workdir),
+  _, examples, evaluator, params, step, source = restore_run(config, os.path.expanduser(workdir),
                                                           split)
   items = np.asarray(evaluator.corpus(params), np.float32)
   users = np.asarray(evaluator.users(params, examples), np.float32)  # [U, O, k, d]
@@ -298,7 +297,7 @@ def top_items(config, workdir: str, n: int, split: str = "test",
   """Writes `<workdir>/top_items_<split>.jsonl`: per held-out user and objective, the top-`n`
   items (exact retrieval) as original ids, with scores. Returns the path."""
   workdir = os.path.abspath(os.path.expanduser(workdir))
-  model, examples, evaluator, params, step, source = _restore(config, workdir, split)
+  model, examples, evaluator, params, step, source = restore_run(config, workdir, split)
   items = evaluator.corpus(params)
   users = evaluator.users(params, examples)  # [U, O, J, d]
   exclude = jnp.asarray(examples[schema.HISTORY_IDS]) if remove_seen else None

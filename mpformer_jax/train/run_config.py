@@ -33,11 +33,11 @@ from absl import logging
 from mpformer_jax.train import recipe
 
 RUN_FILE = "config.json"
-FREE_PREFIXES = ("eval.", "mesh.", "parallel.")
+FREE_PREFIXES = ("eval.", "mesh.", "parallel.", "export.")
 FREE_FIELDS = frozenset({
     "train.log_every_steps", "train.eval_every_steps", "train.checkpoint_every_steps",
-    "train.max_checkpoints", "train.nonfinite", "data.num_threads", "data.dir",
-    "data.tfds_dir", "data.interactions.memory_limit"})
+    "train.max_checkpoints", "train.nonfinite", "train.export_every_steps",
+    "data.num_threads", "data.dir", "data.tfds_dir", "data.interactions.memory_limit"})
 OVERRIDABLE = {"train.num_steps": "the learning-rate schedule is re-derived from the new "
                                   "num_steps (warmup unchanged, cosine decay to the new end)"}
 
@@ -47,7 +47,7 @@ READ_FIELDS = ("model.", "data.")   # what evaluating or exporting a run depends
 # runs did before them: absent from a saved config and at this value now, they are no change.
 ADDED_FIELDS = {"train.nonfinite": "stop", "data.invalid_users": "error",
                 "data.sampling": "event", "loss.next_item_targets": 0,
-                "model.param_dtype": "float32"}
+                "model.param_dtype": "float32", "train.export_every_steps": 0}
 
 
 class ConfigDrift(ValueError):
@@ -66,16 +66,16 @@ def data_fingerprint(source, data_cfg) -> str:
   data_dir = getattr(source, "data_dir", None)
   if data_dir:   # TFDS builds live in <tfds_dir>/<name>/<fingerprint>/<version>
     return f"{data_cfg.name}:{os.path.basename(os.path.dirname(os.fspath(data_dir)))}"
-  blob = json.dumps(_plain(data_cfg.get(data_cfg.name, {})), sort_keys=True)
+  blob = json.dumps(plain(data_cfg.get(data_cfg.name, {})), sort_keys=True)
   return f"{data_cfg.name}:config-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
   """ConfigDict / tuple values -> JSON values (tuples become lists), for saving and comparing."""
   if isinstance(value, (ml_collections.ConfigDict, dict)):
-    return {k: _plain(v) for k, v in value.items()}
+    return {k: plain(v) for k, v in value.items()}
   if isinstance(value, (tuple, list)):
-    return [_plain(v) for v in value]
+    return [plain(v) for v in value]
   return value
 
 
@@ -143,7 +143,7 @@ def write(workdir: str, config, fingerprint: str, changes: Iterable[dict] = (),
       "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       "package_version": package_version(), "data_fingerprint": fingerprint,
       "process_count": jax.process_count(), "changes": []}
-  record["config"] = _plain(config)
+  record["config"] = plain(config)
   record["changes"] = record["changes"] + list(changes)
   tmp = path(workdir) + ".tmp"
   with open(tmp, "w") as f:
@@ -153,7 +153,7 @@ def write(workdir: str, config, fingerprint: str, changes: Iterable[dict] = (),
 
 def diff(saved: dict, config) -> list[tuple[str, Any, Any]]:
   """(field, saved value, current value) for every field that differs, in name order."""
-  old, new = flatten(saved), flatten(_plain(config))
+  old, new = flatten(saved), flatten(plain(config))
   for field, value in ADDED_FIELDS.items():
     if field not in old and new.get(field) == value:
       old[field] = value

@@ -52,6 +52,7 @@ def test_loss_and_gradients_match():
   assert any(float(np.abs(g).max()) > 0 for g in jax.tree.leaves(comp))
 
 
+@pytest.mark.slow   # ~75 s on 2 cores; the one-step loss and gradient check above stays default
 def test_twenty_step_loss_curve_matches(tmp_path):
   curves = {}
   for impl in ("xla", "pallas"):

@@ -7,7 +7,7 @@ from mpformer_jax.train import run_config
 
 
 def _saved_without(field: str) -> dict:
-  saved = run_config._plain(base.get_config("tiny"))  # pylint: disable=protected-access
+  saved = run_config.plain(base.get_config("tiny"))
   section, key = field.split(".")
   del saved[section][key]
   return saved
