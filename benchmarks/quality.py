@@ -51,7 +51,7 @@ from tqdm import tqdm
 if not __package__:  # Run as `python benchmarks/quality.py`: make `benchmarks` importable.
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # pylint: disable=wrong-import-position
-from benchmarks import multi_objective as mo  # pylint: disable=wrong-import-position
+from benchmarks import runs as trainer  # pylint: disable=wrong-import-position
 from benchmarks import quality_curves  # pylint: disable=wrong-import-position
 from mpformer_jax.data import screening  # pylint: disable=wrong-import-position
 from mpformer_jax.data.registry import make_source  # pylint: disable=wrong-import-position
@@ -164,14 +164,14 @@ def _evaluate(argv: list, workdir: Path, retrieval: str) -> dict:
 
 def entry(dataset: str, config: str, overrides: dict, workdir: Path, proc: dict) -> dict:
   """One run's JSON entry from its workdir: exact metrics, ScaNN recall, QPS, cost."""
-  final = mo.final_record(workdir)
+  final = trainer.final_record(workdir)
   exact, scann = (json.loads((workdir / f"eval_{r}.json").read_text()) for r in ("exact", "scann"))
   found = {k.split("/")[1] for k in exact if k.startswith("test/") and k.endswith("/count")}
   objectives = [o for o in ML100K_OBJECTIVES if o in found] + sorted(found - {*ML100K_OBJECTIVES})
   flat = dataset != "ml100k"
   e = dict(config=config, overrides=overrides, objectives=objectives, step=exact["step"],
            num_users=exact["num_users"], num_items=exact["num_items"], params=final["params"],
-           train_seconds=mo.train_seconds(workdir), **proc,
+           train_seconds=trainer.train_seconds(workdir), **proc,
            curve=quality_curves.validation_curve(workdir),
            examples_per_sec=final.get("train/examples_per_sec"),
            **{"qps/exact": exact["qps/exact"], "qps/scann": scann["qps/scann"],
@@ -244,11 +244,11 @@ def run_one(dataset: str, name: str, config: str, overrides: dict, args, bar) ->
   workdir.mkdir(parents=True, exist_ok=True)
   train_argv, eval_argv = commands(config, overrides, workdir)
   meta = workdir / "bench.json"
-  if mo.final_record(workdir) is None:
+  if trainer.final_record(workdir) is None:
     bar.set_postfix_str(f"{dataset}/{name}: training")
     for stale in workdir.glob("eval_*.json"):
       stale.unlink()
-    meta.write_text(json.dumps(mo.train(f"{dataset}/{name}", train_argv, workdir)))
+    meta.write_text(json.dumps(trainer.train(f"{dataset}/{name}", train_argv, workdir)))
   proc = json.loads(meta.read_text()) if meta.exists() else {}
   evaluated = workdir / "eval_digest"  # The full config the eval_*.json were made under.
   if args.reevaluate or not evaluated.exists() or evaluated.read_text() != digest:
@@ -417,7 +417,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 
 
 class _ThroughTqdm(io.TextIOBase):
-  """A stdout that prints through `tqdm.write`: mo.train's progress lines keep the bar whole."""
+  """A stdout printing through `tqdm.write`: trainer.train's progress keeps the bar whole."""
 
   def __init__(self, out):
     super().__init__()
@@ -441,7 +441,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
   if unknown or not plan:
     raise SystemExit(f"--only: no run named {sorted(unknown)} in {args.datasets}")
   size = size_overrides(args)
-  meta = dict(machine=mo.machine_description(), size_overrides=size,
+  meta = dict(machine=trainer.machine_description(), size_overrides=size,
               date=datetime.datetime.now().isoformat(timespec="seconds"),
               variant="quick" if args.quick else "full")
   paths = {d: Path(args.out) / f"quality_{d}.json" for d in DATASETS}

@@ -36,10 +36,31 @@ def test_run_specs_cover_every_switch():
     assert runs[f"ablation/{switch}"][1][f"model.{switch}"] is False
 
 
-@pytest.mark.slow   # about 95 s on 2 cores; .ci/run runs the slow set after the default one
+def test_retail_specs_and_seed_statistics():
+  mo = _load()
+  runs = mo.run_specs("retail")
+  assert runs["mpformer"] == ("retail.py", {})
+  assert runs["single/cart"][0] == "retail.py:buy"   # KuaiFormer on the retail build
+  assert runs["sasrec/buy"][1]["model.readout"] == "last"
+  assert "ablation/user_token" not in runs and "ablation/attention_bias" in runs
+  # Mean and sample std over seeds; a gain only beyond two standard errors.
+  agg = lambda values: mo.aggregate({s: {"click/hr@50": v, "params": 7, "note": "x"}
+                                     for s, v in enumerate(values)})
+  mp, ab = agg([0.30, 0.32, 0.31]), agg([0.20, 0.21, 0.19])
+  assert mp["click/hr@50"] == pytest.approx(0.31) and mp["std"]["click/hr@50"] == pytest.approx(0.01)
+  assert mp["params"] == 7 and mp["note"] == "x" and mp["seeds"] == [0, 1, 2]
+  e = mo.effect(mp, ab, "click/hr@50")
+  assert e["delta"] == pytest.approx(0.11) and e["se"] == pytest.approx((2 * 0.01**2 / 3)**0.5)
+  assert e["verdict"] == "gain"
+  assert mo.effect(mp, agg([0.30, 0.33, 0.29]), "click/hr@50")["verdict"] == "no difference"
+  assert mo.effect(ab, mp, "click/hr@50")["verdict"] == "loss"
+  assert mo.effect(agg([0.3]), agg([0.2]), "click/hr@50") is None   # one seed: no error bar
+
+
+@pytest.mark.slow   # about 3 minutes on 2 cores; .ci/run runs the slow set after the default one
 def test_quick_subset_layout_resume_and_readme(tmp_path, monkeypatch):
   mo = _load()
-  argv = ["--quick", "--steps", "4", "--only", _ONLY, "--out", str(tmp_path),
+  argv = ["--quick", "--steps", "4", "--seeds", "2", "--only", _ONLY, "--out", str(tmp_path),
           "--scratch", str(tmp_path / "runs")]
   out = mo.main(argv)
   saved = json.loads((tmp_path / "multi_objective.json").read_text())
@@ -58,6 +79,10 @@ def test_quick_subset_layout_resume_and_readme(tmp_path, monkeypatch):
     assert _finite(e["train_seconds"]) and e["train_seconds"] > 0
     assert isinstance(e["peak_memory_bytes"], int) and e["peak_memory_bytes"] > 2**20
   assert saved["mpformer"]["params"] > single["params"]
+  assert saved["mpformer"]["seeds"] == [0, 1] and set(saved["mpformer"]["per_seed"]) == {"0", "1"}
+  assert saved["mpformer"]["std"]["click/hr@50"] is not None
+  effect = saved["summary"]["ablation_effects"]["ablation/target_weights"]["click/hr@50"]
+  assert effect["verdict"] in ("gain", "loss", "no difference") and effect["se"] >= 0
   # Without the weight head the quotas are uniform, so both merged lists are the same.
   ab = saved["ablation/target_weights"]
   assert ab["merged/mean_exposure"] == pytest.approx(ab["merged_uniform/mean_exposure"])
@@ -82,5 +107,6 @@ def test_quick_subset_layout_resume_and_readme(tmp_path, monkeypatch):
   mo.main(argv + ["--update_readme", "--readme", str(readme)])
   text = readme.read_text()
   assert "keep me" in text and text.count(mo.README_START) == 1
-  assert mo.README_TITLE in text and "| single/click |" in text
+  assert mo.README_TITLE in text and "| single/click |" in text and " ± " in text
+  assert "| target_weights |" in text     # the effects table
   assert "](multi_objective.png)" in text

@@ -116,7 +116,7 @@ def test_quick_ml100k_layout_resume_and_readme(load_benchmark, tmp_path, monkeyp
   # --reevaluate: the stored checkpoint is evaluated again (both retrievals), not retrained.
   evaluated = []
   monkeypatch.setattr(q, "run_one", run_one)
-  monkeypatch.setattr(q.mo, "train", _must_not_run)
+  monkeypatch.setattr(q.trainer, "train", _must_not_run)
   stored = {p.name: p.read_text() for p in (tmp_path / "runs").rglob("eval_*.json")}
 
   def evaluate(argv, workdir, retrieval):  # the stored result, written again
