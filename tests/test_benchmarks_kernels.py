@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow   # ~30 s on 2 cores: a benchmark's quick run (README: the slow set)
 def test_kernels_benchmark_quick(tmp_path):
   proc = subprocess.run(
       [sys.executable, str(ROOT / "benchmarks" / "kernels.py"), "--quick",

@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+
+@pytest.mark.slow   # ~70 s on 2 cores: a benchmark's quick run (README: the slow set)
 def test_quick_memory_sweep(tmp_path, load_benchmark, monkeypatch):
   memory = load_benchmark("memory")
   readme = tmp_path / "README.md"
