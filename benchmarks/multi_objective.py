@@ -69,7 +69,8 @@ class Dataset(NamedTuple):
   switches: tuple[str, ...]         # ablations (user_token / user_gate need user features)
   size: dict                        # overrides shared by every run
   quick_size: dict
-  extra: tuple[tuple[str, str, tuple], ...] = ()   # (name, config, overrides as pairs)
+  # (name, config, overrides as pairs, objectives it is scored on)
+  extra: tuple[tuple[str, str, tuple, tuple], ...] = ()
 
 
 # The default config takes 1-2 s/step on 2 CPU cores with max_len 256 (and ~2 min per
@@ -91,7 +92,16 @@ RETAIL = Dataset(
     quick_size={"train.num_steps": 20, "eval.num_users": 500, "train.batch_size": 32},
     extra=(("sasrec/buy", "retail.py:buy", (
         ("model.readout", "last"), ("model.num_queries", 1), ("loss.kind", "softmax"),
-        ("loss.negatives", "catalogue"))),))
+        ("loss.negatives", "catalogue")), ("buy",)),
+           # One KuaiFormer trained on every event (an "event" objective fed by all four
+           # behaviours), its one set of vectors scored against each behaviour's targets.
+           ("all_events", "retail.py:buy", (
+               ("data.interactions.objectives", (("view", ("2",)), ("cart", ("1",)),
+                                                 ("fav", ("3",)), ("buy", ("0",)),
+                                                 ("event", ("0", "1", "2", "3")))),
+               ("model.objectives", ("event",)),
+               ("eval.objectives", ("view", "cart", "fav", "buy"))),
+            ("view", "cart", "fav", "buy"))))
 DATASETS = {d.name: d for d in (SYNTHETIC, RETAIL)}
 OBJECTIVES = SYNTHETIC.objectives
 # configs/base.py weighs each objective's loss by its share of labelled targets (click 67%,
@@ -109,7 +119,7 @@ def run_specs(dataset: str = "synthetic") -> dict[str, tuple[str, dict]]:
   for o in d.objectives:
     runs[f"single/{o}"] = (d.single, {"model.objectives": (o,),
                                       "loss.objective_weights": (1.0,)})
-  for name, config, overrides in d.extra:
+  for name, config, overrides, _ in d.extra:
     runs[name] = (config, dict(overrides))
   for s in d.switches:
     off = {f"model.{s}": False}
@@ -120,10 +130,12 @@ def run_specs(dataset: str = "synthetic") -> dict[str, tuple[str, dict]]:
   return runs
 
 
-def objectives_of(dataset: Dataset, name: str, overrides: dict) -> tuple[str, ...]:
-  return tuple(overrides.get("model.objectives", ())) or (
-      ("buy",) if dataset.extra and name in {n for n, _, _ in dataset.extra}
-      else dataset.objectives)
+def objectives_of(dataset: Dataset, name: str) -> tuple[str, ...]:
+  """The objectives a run is scored on."""
+  extra = {n: objectives for n, _, _, objectives in dataset.extra}
+  if name in extra:
+    return extra[name]
+  return (name.split("/", 1)[1],) if name.startswith("single/") else dataset.objectives
 
 
 def size_overrides(args) -> dict:
@@ -145,7 +157,7 @@ def command(config_file: str, overrides: dict, workdir: Path, quick: bool) -> li
   argv = [sys.executable, "-m", "launch.train",
           f"--config={REPO / 'configs' / path}{':' + variant if variant else ''}",
           f"--workdir={workdir}"]
-  argv += [f"--config.{k}={v!r}" if isinstance(v, (tuple, str)) else f"--config.{k}={v}"
+  argv += [f"--config.{k}={v!r}" if isinstance(v, tuple) else f"--config.{k}={v}"
            for k, v in overrides.items()]
   return argv
 
@@ -167,7 +179,8 @@ def entry(objectives, final: dict, proc: dict, workdir: Path) -> dict:
 
 
 def aggregate(per_seed: dict[int, dict]) -> dict:
-  """Mean over seeds of every numeric field, with `std` (sample, ddof 1) and the seeds."""
+  """Mean over seeds of every numeric field (the max of params and peak memory), with `std`
+  (sample, ddof 1), the seeds and each seed's entry."""
   entries = list(per_seed.values())
   out, std = {}, {}
   for key in entries[0]:
@@ -175,7 +188,10 @@ def aggregate(per_seed: dict[int, dict]) -> dict:
     if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in values):
       out[key] = values[0] if all(v == values[0] for v in values) else None
       continue
-    out[key] = float(np.mean(values)) if key not in ("params",) else values[0]
+    if key in ("params", "peak_memory_bytes"):     # the same for every seed / the worst
+      out[key] = max(values)
+    else:
+      out[key] = float(np.mean(values))
     std[key] = float(np.std(values, ddof=1)) if len(values) > 1 else None
   return dict(out, std=std, seeds=sorted(per_seed), per_seed=per_seed)
 
@@ -220,7 +236,7 @@ def run_all(args, names: list[str]) -> dict[str, dict]:
       final, meta = final_record(workdir), json.loads(meta_path.read_text())
       if final is None:
         raise RuntimeError(f"run {name} wrote no final record to {workdir}/metrics.jsonl")
-      per_seed[seed] = entry(objectives_of(d, name, overrides), final,
+      per_seed[seed] = entry(objectives_of(d, name), final,
                              {k: meta.get(k) for k in PROC_KEYS}, workdir)
     e = results[name] = aggregate(per_seed)
     print(f"    {name} ({len(per_seed)} seeds): " + " ".join(

@@ -220,7 +220,7 @@ def config_digest(config: str, overrides: dict, training_only: bool = False) -> 
     resolved["data"].pop("interactions", None)
   for field, default in run_config.ADDED_FIELDS.items():  # at these values: no change
     section, key = field.split(".")
-    if resolved[section].get(key) == default:
+    if resolved[section].get(key) == json.loads(json.dumps(default)):
       resolved[section].pop(key)
   if training_only:
     resolved.pop("eval", None)

@@ -104,6 +104,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                  export_every_steps=0)
   c.eval = dict(num_users=5_000, batch_size=256, ks=(10, 50, 200), item_block_size=65_536,
                 remove_seen=False, split="valid",
+                # () = the model's objectives; else dataset objectives to score, one the
+                # model lacks with its first objective's vectors (one model on all events)
+                objectives=(),
                 merged_n=200,            # merged multi-objective list size N
                 quota_min=10,            # minimum slots per objective
                 interest_overfetch=2.0,  # c: each interest fetches ceil(N_o / k) * c

@@ -42,6 +42,9 @@ def test_retail_specs_and_seed_statistics():
   assert runs["mpformer"] == ("retail.py", {})
   assert runs["single/cart"][0] == "retail.py:buy"   # KuaiFormer on the retail build
   assert runs["sasrec/buy"][1]["model.readout"] == "last"
+  assert mo.objectives_of(mo.RETAIL, "sasrec/buy") == ("buy",)
+  assert mo.objectives_of(mo.RETAIL, "all_events") == ("view", "cart", "fav", "buy")
+  assert runs["all_events"][1]["eval.objectives"] == ("view", "cart", "fav", "buy")
   assert "ablation/user_token" not in runs and "ablation/attention_bias" in runs
   # Mean and sample std over seeds; a gain only beyond two standard errors.
   agg = lambda values: mo.aggregate({s: {"click/hr@50": v, "params": 7, "note": "x"}

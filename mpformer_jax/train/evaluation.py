@@ -66,6 +66,14 @@ class Evaluator:
       outs.append(fn(params, device_batch({k: v[idx] for k, v in examples.items()})))
     return jnp.concatenate(outs)[:u]
 
+  def scored_objectives(self) -> list[tuple[int, str]]:
+    """(model objective index, dataset objective) pairs to report: the model's objectives,
+    or `eval.objectives` (dataset objectives; one the model lacks is ranked with the model's
+    first objective's vectors, e.g. a model trained on all events scored per behaviour)."""
+    names = tuple(self.cfg.get("objectives", ())) or self.model.cfg.objectives
+    own = self.model.cfg.objectives
+    return [(own.index(n) if n in own else 0, n) for n in names]
+
   def merged(self, params, users, items, examples, prefix: str) -> dict[str, float]:
     """Multi-objective exposure of the merged list, personalised and uniform quotas."""
     objectives = self.model.cfg.objectives
@@ -97,20 +105,21 @@ class Evaluator:
     pop_ranks = popularity_ranks(popularity, examples[schema.TARGET_ID], exclude_ids=exclude)
     ks = tuple(self.cfg.ks)
     out: dict[str, Any] = {}
-    for o, name in enumerate(self.model.cfg.objectives):
+    for o, name in self.scored_objectives():
       mask = examples[schema.TARGET_LABELS][:, self.model.spec.objective_index(name)] > 0
       ranks = np.asarray(target_ranks(users[:, o], items, targets,
                                       block_size=self.cfg.item_block_size,
                                       exclude_ids=exclude))
       model_m = ranking_metrics(ranks, ks, mask=mask)
       pop_m = ranking_metrics(pop_ranks, ks, mask=mask)
+      first = name == self.scored_objectives()[0][1]
       for key, value in model_m.items():
         out[f"{prefix}/{name}/{key}"] = value
-        if o == 0:
+        if first:
           out[f"{prefix}/{key}"] = value
       for key, value in pop_m.items():
         out[f"{prefix}/popularity/{name}/{key}"] = value
-        if o == 0:
+        if first:
           out[f"{prefix}/popularity/{key}"] = value
     if len(self.model.cfg.objectives) > 1:
       out.update(self.merged(params, users, items, examples, prefix))

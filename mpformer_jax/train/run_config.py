@@ -47,7 +47,8 @@ READ_FIELDS = ("model.", "data.")   # what evaluating or exporting a run depends
 # runs did before them: absent from a saved config and at this value now, they are no change.
 ADDED_FIELDS = {"train.nonfinite": "stop", "data.invalid_users": "error",
                 "data.sampling": "event", "loss.next_item_targets": 0,
-                "model.param_dtype": "float32", "train.export_every_steps": 0}
+                "model.param_dtype": "float32", "train.export_every_steps": 0,
+                "eval.objectives": ()}
 
 
 class ConfigDrift(ValueError):
@@ -155,8 +156,8 @@ def diff(saved: dict, config) -> list[tuple[str, Any, Any]]:
   """(field, saved value, current value) for every field that differs, in name order."""
   old, new = flatten(saved), flatten(plain(config))
   for field, value in ADDED_FIELDS.items():
-    if field not in old and new.get(field) == value:
-      old[field] = value
+    if field not in old and new.get(field) == plain(value):
+      old[field] = plain(value)
   return [(k, old.get(k, "<absent>"), new.get(k, "<absent>"))
           for k in sorted(set(old) | set(new)) if old.get(k, "<absent>") != new.get(k, "<absent>")]
 
