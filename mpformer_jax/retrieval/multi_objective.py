@@ -19,12 +19,12 @@ def merged_lists(interests, items, weights: np.ndarray, n: int, *, minimum: int 
   """[U, n] merged item ids (0-padded) from interests [U, O, J, d] and weights [U, O]."""
   num_users, num_obj, num_interests = interests.shape[:3]
   fetch = min(interest_quota(n, num_interests, c), items.shape[0] - 1)
-  scores, ids = per_interest_top_k(
-      np.asarray(interests).reshape((num_users, num_obj * num_interests, -1)), items, fetch,
-      block_size=block_size)
-  shape = (num_users, num_obj, num_interests, fetch)
-  return merge_lists(np.asarray(ids).reshape(shape), np.asarray(scores).reshape(shape),
-                     weights, n, minimum=minimum, c=c)
+  ids = np.zeros((num_users, num_obj, num_interests, fetch), np.int64)
+  scores = np.zeros(ids.shape, np.float32)
+  for o in range(num_obj):   # one objective at a time: memory ~ U * J * block_size
+    s, i = per_interest_top_k(interests[:, o], items, fetch, block_size=block_size)
+    scores[:, o], ids[:, o] = np.asarray(s), np.asarray(i)
+  return merge_lists(ids, scores, weights, n, minimum=minimum, c=c)
 
 
 def merge_lists(ids: np.ndarray, scores: np.ndarray, weights: np.ndarray, n: int, *,
