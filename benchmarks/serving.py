@@ -82,7 +82,7 @@ def publish(root: Path, num_items: int, users: int, index: str, objectives=None,
   spec, max_len = source.spec, c.data.max_len
   model = Retriever(spec, ModelConfig.from_config(c.model, max_len))
   popularity = pipeline.popularity_counts(source, max_users=users)
-  logq = np.log((popularity + 1.0) / (popularity.sum() + popularity.size)).astype(np.float32)
+  logq = pipeline.target_log_q(source, max_users=users)
   held_out = pipeline.eval_examples(source, split="test", max_len=max_len, logq_table=logq,
                                     users=pipeline.eval_users(source, "test", 200))
   layout = Layout.from_config(c)

@@ -6,7 +6,7 @@ from configs import base
 from mpformer_jax.train import console_log, run_config
 
 
-def run_config_from_flags(workdir: str, config_flag_name: str = "config"):
+def run_config_from_flags(workdir: str):
   """Quiet console unless --verbosity; the run's saved config (or --config, checked against
   it) with --config.* overrides. A section added to configs/base.py after the run was saved
   (e.g. `export`) gets its defaults, so older runs stay readable."""
@@ -14,10 +14,11 @@ def run_config_from_flags(workdir: str, config_flag_name: str = "config"):
   console_log.quiet_console(verbose)
   if not verbose:
     logging.set_verbosity(logging.INFO)
-  config_flag = flags.FLAGS[config_flag_name]
+  config_flag = flags.FLAGS["config"]
   overrides = config_flags.get_override_values(config_flag)
   saved = run_config.read(workdir)
-  missing = [k for k in base.get_config() if saved is not None and k not in saved["config"]]
+  defaults = base.get_config()
+  missing = [k for k in defaults if saved is not None and k not in saved["config"]]
   given = config_flag.value if config_flag.present else None
   if not missing:
     return run_config.for_reading(workdir, given, overrides)
@@ -25,7 +26,7 @@ def run_config_from_flags(workdir: str, config_flag_name: str = "config"):
                                                    if k.split(".")[0] not in missing})
   with config.unlocked():
     for section in missing:
-      config[section] = base.get_config()[section]
+      config[section] = defaults[section]
   config.update_from_flattened_dict({k: v for k, v in overrides.items()
                                      if k.split(".")[0] in missing})
   return config

@@ -92,7 +92,7 @@ class ServedModel:
 
   def _recommend(self, batch: Sequence[Encoded]) -> list[dict[str, Any]]:
     warm = [i for i, e in enumerate(batch) if e.used > 0]
-    answers: list[dict[str, Any]] = [self._cold(e) for e in batch]
+    answers: list[dict[str, Any]] = [None if e.used > 0 else self._cold(e) for e in batch]
     if not warm:
       return answers
     start = time.perf_counter()

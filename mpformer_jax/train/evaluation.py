@@ -105,14 +105,14 @@ class Evaluator:
     pop_ranks = popularity_ranks(popularity, examples[schema.TARGET_ID], exclude_ids=exclude)
     ks = tuple(self.cfg.ks)
     out: dict[str, Any] = {}
-    for o, name in self.scored_objectives():
+    for k, (o, name) in enumerate(self.scored_objectives()):
+      first = k == 0   # also reported without the objective in the key
       mask = examples[schema.TARGET_LABELS][:, self.model.spec.objective_index(name)] > 0
       ranks = np.asarray(target_ranks(users[:, o], items, targets,
                                       block_size=self.cfg.item_block_size,
                                       exclude_ids=exclude))
       model_m = ranking_metrics(ranks, ks, mask=mask)
       pop_m = ranking_metrics(pop_ranks, ks, mask=mask)
-      first = name == self.scored_objectives()[0][1]
       for key, value in model_m.items():
         out[f"{prefix}/{name}/{key}"] = value
         if first:

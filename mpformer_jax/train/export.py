@@ -60,6 +60,7 @@ class Exporter:
     self.popularity = np.asarray(popularity, np.int64)
     self.held_out = {k: v[:RECALL_USERS] for k, v in held_out.items()}
     self._tables = None
+    self._exported = None
 
   def publish(self, params, step: int, metrics: Mapping[str, Any]) -> str:
     """Publishes the params of `step` as the next version under the root; returns its path."""
@@ -73,7 +74,9 @@ class Exporter:
   def _write(self, tmp: str, params, step: int, metrics: Mapping[str, Any]) -> dict:
     cfg, spec = self.config, self.model.spec
     leaves = jax.tree.leaves(params)
-    exported = self._export_tower(params)
+    if self._exported is None:   # the function does not depend on the param values
+      self._exported = self._export_tower(params)
+    exported = self._exported
     with open(os.path.join(tmp, "user_tower.stablehlo"), "wb") as f:
       f.write(exported.serialize())
     np.savez(os.path.join(tmp, "params.npz"),
