@@ -96,8 +96,9 @@ def readme_section(out: dict, dataset, flags: str, png_rel: str, start: str, end
            f"`{dataset.name}`: configs/{dataset.mpformer} (MPFormer, ablations) and "
            f"configs/{dataset.single} with `model.objectives=(o,)` (single models), all with "
            f"{size}: same data, backbone size and step budget, **{s['seeds']} seeds** each "
-           "(mean ± sample std). Quality: held-out **test** split, full ranking over all "
-           f"items; HR@{K} over the n test events carrying the objective's label; merged "
+           "(mean ± sample std). Quality: held-out **test** split (or *valid*, where the test "
+           "split has no event of that objective), full ranking over all "
+           f"items; HR@{K} over the n held-out events carrying the objective's label; merged "
            f"exposure = mean over objectives of the hit rate of the merged N={MERGED_N} list. "
            "Train s = training-loop wall time (compilation in; data build, checkpoints, "
            "evaluation out); train CPU s = the process's CPU time over the loop. 1-min load "
@@ -105,8 +106,10 @@ def readme_section(out: dict, dataset, flags: str, png_rel: str, start: str, end
            f"{_fmt(max(loads, default=None), '.1f')}"
            + (" (other jobs shared the cores, so wall times are noisy)."
               if max(loads, default=0) > m["cores"] + 0.5 else "."), "",
-           "| run | " + " | ".join(f"{o} HR@{K} (n={_fmt(ref.get(f'{o}/test_events'), '.0f')})"
-                                   for o in objectives)
+           "| run | " + " | ".join(
+               f"{o} HR@{K} ({'' if ref.get(f'{o}/split', 'test') == 'test' else 'valid, '}"
+               f"n={_fmt(ref.get(f'{o}/held_out_events', ref.get(f'{o}/test_events')), '.0f')})"
+               for o in objectives)
            + " | merged exposure (personalised / uniform) | params | train s | train CPU s | "
            "peak RSS (MiB) |", "|---|" + "---:|" * (len(objectives) + 5)]
   for name, e in runs.items():

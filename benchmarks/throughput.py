@@ -93,6 +93,8 @@ class Point:
   dtype: str = "float32"
   config: str = "base"   # configs/base.py (MPFormer) or configs/kuaiformer.py.
   num_items: int = 0     # item vocabulary; 0: the synthetic platform's (10,000)
+  long_history: str = "compress"  # "solar": RAW_ITEMS raw events + SVD-Attention memory
+  solar_rank: int = 16
 
 
 def base_point(quick: bool, dtype: str = "float32", config: str = "base") -> Point:
@@ -142,7 +144,9 @@ def build(p: Point):
            num_layers=p.num_layers, objectives=spec.objectives[:p.num_objectives],
            dtype=p.dtype)
   m.compression.update(pool=p.pool, schedule=compression_schedule(p.max_len)
-                       if p.compression else ())
+                       if p.compression and p.long_history == "compress" else ())
+  m.update(long_history=p.long_history)
+  m.solar.update(rank=p.solar_rank, recent=min(RAW_ITEMS, p.max_len - 1))
   cfg = ModelConfig.from_config(m, p.max_len)
   return Retriever(spec, cfg), make_optimizer(config.train), config
 
@@ -239,7 +243,7 @@ def prepare(p: Point, peak: float, max_step_s: float, max_bytes: float,
   row = dict(dataclasses.asdict(p), schedule=cfg.schedule, num_heads=cfg.num_heads,
              mlp_hidden=cfg.mlp_hidden, flops_per_step=flops, peak_flops=peak,
              predicted_step_s=flops / rate, backbone_tokens=1 + num_tokens(
-                 cfg.schedule, p.max_len) + p.num_objectives * cfg.num_queries)
+                 cfg.schedule, cfg.backbone_len) + p.num_objectives * cfg.num_queries)
   if flops / rate > max_step_s:
     return dict(row, status="skipped", skip_reason=f"predicted {flops / rate:.0f} s/step > "
                 f"{max_step_s:g} s at {rate / 1e9:.1f} GFLOP/s"), None

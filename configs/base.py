@@ -39,6 +39,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       synthetic=dict(num_users=20_000, num_items=10_000, num_topics=100, num_categories=20,
                      num_authors=2_000, zipf_exponent=1.1, min_len=20, max_len=300,
                      interests_per_user=3, drift_prob=0.02, seed=0),
+      # items > 0: each synthetic user gets that many favourite items that recur in bursts
+      # of `burst` events every `period` events, none in the `quiet` events before the
+      # held-out pair, which returns to them with probability return_prob: a workload
+      # whose signal lies far back (data/recurring.py; long-history encoders)
+      recurring=dict(items=0, period=512, burst=8, quiet=256, return_prob=0.5),
       # data.name="interactions": every field is documented in configs/interactions.py.
       interactions=dict(
           path="", format="log", file_type="auto", delimiter="", header=True,
@@ -78,6 +83,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                        # "attention" [ours]: fused Pallas kernel.
                        pool="ffn",
                        impl="auto"),   # kernel dispatch for pool="attention"
+      # "compress": the schedule above (() = plain attention over the whole history);
+      # "solar" [SOLAR, ours where the paper is silent]: events older than the newest
+      # solar.recent skip the token MLP and become a memory that every block reads with
+      # SVD-Attention at rank solar.rank (model/solar.py); needs compression.schedule=().
+      long_history="compress",
+      solar=dict(rank=16, recent=48),
   )
   c.loss = dict(kind="smooth_logq", alpha=0.1, logq_correction=True, temperature=1.0,
                 # lambda_o, one per objective: each objective's share of labelled targets on

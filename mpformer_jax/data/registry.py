@@ -7,9 +7,17 @@ DATASETS = ("synthetic", "ml1m", "ml100k", "amazon_beauty", "interactions")
 
 
 def make_source(data_cfg) -> SequenceSource:
+  recurring = data_cfg.get("recurring", {}).get("items", 0)
+  if recurring and data_cfg.name != "synthetic":
+    raise ValueError(f"data.recurring.items={recurring} adds recurring interests to the "
+                     f"synthetic platform only; data.name is {data_cfg.name!r}")
   if data_cfg.name == "synthetic":
     from mpformer_jax.data.synthetic import SyntheticPlatform  # pylint: disable=g-import-not-at-top
-    return SyntheticPlatform(**data_cfg.synthetic)
+    source = SyntheticPlatform(**data_cfg.synthetic)
+    if recurring:
+      from mpformer_jax.data.recurring import RecurringInterests  # pylint: disable=g-import-not-at-top
+      source = RecurringInterests(source, **data_cfg.recurring)
+    return source
   if data_cfg.name in DATASETS:
     # Real datasets and your own logs: built once with TFDS into data.tfds_dir (default:
     # TFDS's own, $TFDS_DATA_DIR or ~/tensorflow_datasets), keyed by the inputs' fingerprint.

@@ -2,6 +2,9 @@
 
 User tower: token MLP over the history -> adaptive compression -> [user token] [groups]
 [raw items] [objective-conditioned query tokens] -> Llama blocks -> u[o, j] (DESIGN 2.2-2.5).
+With model.long_history="solar" the events older than the newest `solar.recent` skip the
+token MLP and compression and become an SVD-Attention memory that every block reads
+(solar.py).
 Item tower: MLP over the shared id embedding and side features (DESIGN 2.6).
 Score for objective o: max_j <u[o, j], v_x>.
 """
@@ -19,10 +22,12 @@ from mpformer_jax.model import masks
 from mpformer_jax.model.compression import Compressor, validate_schedule
 from mpformer_jax.model.embeddings import FeatureEmbed, ItemTable, ItemTower, TokenEmbedder
 from mpformer_jax.model.layers import MLP, Block, Dropout, RMSNorm, dense
+from mpformer_jax.model.solar import HistoryMemory, MemoryReader
 from mpformer_jax.model.modulation import (ObjectiveBias, TargetWeightHead, UserGate,
                                            behaviour_types, recency_buckets)
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+LONG_HISTORY = ("compress", "solar")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,10 +55,19 @@ class ModelConfig:
   normalize: bool = False
   dropout: float = 0.0              # on the token embeddings and residual branches (training)
   schedule: tuple[tuple[int, int], ...] = ()
+  long_history: str = "compress"    # "compress" (the schedule; () = plain) or "solar"
+  solar_rank: int = 16              # SVD-Attention landmarks r
+  solar_recent: int = 48            # newest events kept in the backbone under "solar"
   pool: str = "mean"
   impl: str = "auto"
   dtype: str = "float32"            # activations and matmuls ("bfloat16": mixed precision)
   param_dtype: str = "float32"      # parameters and optimizer moments
+
+  @property
+  def backbone_len(self) -> int:
+    """History positions the backbone (compression, then blocks) sees: the newest
+    `solar_recent` under SOLAR, whose older events go to the memory; else all max_len."""
+    return self.solar_recent if self.long_history == "solar" else self.max_len
 
   @classmethod
   def from_config(cls, model_cfg, max_len: int) -> "ModelConfig":
@@ -76,6 +90,19 @@ class ModelConfig:
       raise ValueError(f"{len(c.objectives)} objectives x {c.num_queries} query tokens = "
                        f"{len(c.objectives) * c.num_queries} exceeds model.max_query_tokens="
                        f"{c.max_query_tokens}")
+    if c.long_history not in LONG_HISTORY:
+      raise ValueError(f"model.long_history must be one of {LONG_HISTORY}, got "
+                       f"{c.long_history!r}")
+    if c.long_history == "solar":
+      if tuple(c.compression.schedule):
+        raise ValueError("model.long_history='solar' reads the old history itself; set "
+                         "model.compression.schedule=() (got "
+                         f"{tuple(c.compression.schedule)})")
+      if not 1 <= c.solar.recent < max_len:
+        raise ValueError(f"model.solar.recent must be in [1, max_len={max_len}), got "
+                         f"{c.solar.recent}")
+      if c.solar.rank < 1:
+        raise ValueError(f"model.solar.rank must be >= 1, got {c.solar.rank}")
     return cls(max_len=max_len, d_model=c.d_model, num_layers=c.num_layers,
                num_heads=c.num_heads, mlp_hidden=c.mlp_hidden,
                item_embed_dim=c.item_embed_dim, feature_dim=c.feature_dim,
@@ -88,7 +115,8 @@ class ModelConfig:
                readout=c.readout,
                normalize=c.normalize, dropout=c.dropout,
                schedule=validate_schedule(c.compression.schedule, max_len),
-               pool=c.compression.pool, impl=c.compression.impl, dtype=c.dtype,
+               long_history=c.long_history, solar_rank=c.solar.rank,
+               solar_recent=c.solar.recent, pool=c.compression.pool, impl=c.compression.impl, dtype=c.dtype,
                param_dtype=c.param_dtype)
 
 
@@ -117,6 +145,11 @@ class Retriever(nn.Module):
     self.blocks = [Block(c.num_heads, c.mlp_hidden, dt, c.dropout)
                    for _ in range(c.num_layers)]
     self.token_dropout = Dropout(c.dropout)
+    if c.long_history == "solar":
+      self.memory = HistoryMemory(c.solar_rank, self.spec.item_features,
+                                  self.spec.event_features)
+      self.readers = [MemoryReader(c.item_embed_dim, dt) for _ in range(c.num_layers)]
+      self.memory_dropout = Dropout(c.dropout)
     num_obj = len(c.objectives)
     if c.attention_bias or c.recency_bias:
       num_types = self.behaviour_vocab if c.attention_bias else 1
@@ -182,10 +215,16 @@ class Retriever(nn.Module):
   def user_outputs(self, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
     c = self.cfg
     ids = batch[schema.HISTORY_IDS]
-    b = ids.shape[0]
+    item_feats = batch[schema.HISTORY_ITEM_FEATURES]
+    event_feats = batch[schema.HISTORY_EVENT_FEATURES]
+    b, old = ids.shape[0], ids.shape[1] - c.backbone_len
+    memory = None
+    if c.long_history == "solar":  # the oldest events: memory; the newest: the backbone
+      memory = self.memory(self.item_table(ids[:, :old]), item_feats[:, :old],
+                           event_feats[:, :old], ids[:, :old] > 0)
+      ids, item_feats, event_feats = ids[:, old:], item_feats[:, old:], event_feats[:, old:]
     valid = ids > 0
-    tokens = self.token_embedder(self.item_table(ids), batch[schema.HISTORY_ITEM_FEATURES],
-                                 batch[schema.HISTORY_EVENT_FEATURES])
+    tokens = self.token_embedder(self.item_table(ids), item_feats, event_feats)
     tokens = self.token_dropout(tokens)
     groups, group_valid, raw, raw_valid = self.compressor(tokens, valid)
     parts, part_valid, user = [], [], None
@@ -212,12 +251,13 @@ class Retriever(nn.Module):
     positions = jnp.asarray(masks.backbone_positions(num_context, num_obj, k))[None]
     bias = None
     if c.attention_bias or c.recency_bias:
-      types = behaviour_types(batch[schema.HISTORY_EVENT_FEATURES],
-                              self.behaviour_col if c.attention_bias else None, c.schedule,
-                              c.max_len, self.has_user_token)
-      buckets = recency_buckets(c.schedule, c.max_len, self.has_user_token)
+      types = behaviour_types(event_feats, self.behaviour_col if c.attention_bias else None,
+                              c.schedule, c.backbone_len, self.has_user_token)
+      buckets = recency_buckets(c.schedule, c.backbone_len, self.has_user_token)
       bias = self.objective_bias(types, buckets, k)
     for i, block in enumerate(self.blocks):
+      if memory is not None:
+        x = x + self.memory_dropout(self.readers[i](x, memory))
       gate = self.gates[i](user)[:, None] if c.user_gate else None
       x = block(x, mask, positions, bias, gate)
     x = self.final_norm(x)

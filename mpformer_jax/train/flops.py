@@ -10,6 +10,9 @@ Per example, with d = d_model, h = mlp_hidden, L = max_len, S = backbone tokens:
                  + 6 d h (SwiGLU)  [pool="mean"]; pool="attention" runs out-proj + FFN per group;
                  pool="ffn": only 6 d h (SwiGLU) per group
   backbone       num_layers * S * (8 d^2 + 4 S d + 6 d h),  S = user + groups + raw + O k
+  SOLAR memory   (long_history="solar"; the token MLP then runs on the newest `recent` only)
+                 summary 4 r N m over the N = max_len - recent old events (P = K_J K^T and
+                 P V, m = item_embed), + num_layers * S * (4 d m + 4 r m) to read it
   head           O k * 2 d out
   item tower     2 * i_v * 2 out + 2 * 2 out * out per candidate, i_v = item_embed + F_item f
   loss           O * C * k * 2 out per row (scores against C = B in-batch candidates, or
@@ -40,7 +43,7 @@ def user_tower_flops(cfg: ModelConfig, spec: DatasetSpec) -> float:
   f = cfg.feature_dim
   num_obj, k = len(cfg.objectives), (0 if cfg.readout == "last" else cfg.num_queries)
   i_t = cfg.item_embed_dim + (len(spec.item_features) + len(spec.event_features)) * f
-  token_mlp = cfg.max_len * (2 * i_t * 2 * d + 2 * 2 * d * d)
+  token_mlp = cfg.backbone_len * (2 * i_t * 2 * d + 2 * 2 * d * d)
   group = 0.0
   for window, groups in cfg.schedule:
     positions = window * groups
@@ -51,10 +54,15 @@ def user_tower_flops(cfg: ModelConfig, spec: DatasetSpec) -> float:
     else:
       group += positions * (6 * d * d + 4 * window * d) + groups * (2 * d * d + 6 * d * h)
   user = int(cfg.user_token and bool(spec.user_features))
-  s = user + num_tokens(cfg.schedule, cfg.max_len) + num_obj * k
+  s = user + num_tokens(cfg.schedule, cfg.backbone_len) + num_obj * k
   backbone = cfg.num_layers * s * (8 * d * d + 4 * s * d + 6 * d * h)
   head = max(num_obj * k, 1) * 2 * d * out
-  return token_mlp + group + backbone + head
+  memory = 0.0
+  if cfg.long_history == "solar":  # memory tokens are item_embed_dim wide
+    m = cfg.item_embed_dim
+    memory = (4 * cfg.solar_rank * (cfg.max_len - cfg.backbone_len) * m
+              + cfg.num_layers * s * (4 * d * m + 4 * cfg.solar_rank * m))
+  return token_mlp + group + backbone + head + memory
 
 
 def serve_flops_per_user(cfg: ModelConfig, spec: DatasetSpec, num_items: int) -> float:
@@ -77,7 +85,7 @@ def train_flops_per_step(cfg: ModelConfig, spec: DatasetSpec, batch_size: int,
   loss = num_obj * cands * max(k, 1) * 2 * out
   aux = 0.0
   if loss_cfg.get("aux_next_item", 0.0) > 0:
-    raw = cfg.max_len - sum(w * g for w, g in cfg.schedule)
+    raw = cfg.backbone_len - sum(w * g for w, g in cfg.schedule)
     if loss_cfg.get("next_item_targets", 0) > 0:  # packed: the budget, spread over the batch
       raw = min(raw, loss_cfg["next_item_targets"] / batch_size)
     aux = raw * (cands * 2 * out + (0 if catalogue else tower))

@@ -48,7 +48,11 @@ READ_FIELDS = ("model.", "data.")   # what evaluating or exporting a run depends
 ADDED_FIELDS = {"train.nonfinite": "stop", "data.invalid_users": "error",
                 "data.sampling": "event", "loss.next_item_targets": 0,
                 "model.param_dtype": "float32", "train.export_every_steps": 0,
-                "eval.objectives": ()}
+                "eval.objectives": (), "model.long_history": "compress",
+                "model.solar.rank": 16, "model.solar.recent": 48,
+                "data.recurring.items": 0, "data.recurring.period": 512,
+                "data.recurring.burst": 8, "data.recurring.quiet": 256,
+                "data.recurring.return_prob": 0.5}
 
 
 class ConfigDrift(ValueError):

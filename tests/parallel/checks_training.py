@@ -107,6 +107,25 @@ def dropout_check(source, tx, batch, ref_state) -> dict:
               grad_err=tree_err(ref_grads, grads))
 
 
+def solar_check(source, tx, batch) -> dict:
+  """model.long_history="solar" (SVD-Attention memory): mesh 4 x 2 with FSDP against one
+  device, loss and gradients."""
+  c = base.get_config("tiny")
+  c.model.long_history = "solar"
+  c.model.compression.schedule = ()
+  c.model.solar.update(rank=8, recent=8)
+  model = Retriever(source.spec, ModelConfig.from_config(c.model, c.data.max_len))
+  loss_fn = st.make_loss_fn(model, c)
+  ref_state, _ = st.init_state(model, tx, batch, c.seed)
+  (ref_loss, _), ref_grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
+      ref_state.params, batch)
+  c.mesh.data, c.mesh.model = 4, 2
+  c.parallel.fsdp = True
+  out, grads, _ = sharded_run(model, tx, c, batch, loss_fn, ref_state, full=False)
+  return dict(ref_loss=float(ref_loss), loss_err=abs(out["loss"] - float(ref_loss)) / abs(
+      float(ref_loss)), grad_err=tree_err(ref_grads, grads))
+
+
 def checkpoint_roundtrip(model, tx, batch, state) -> dict:
   """Save the 8-device state; restore it onto 4 devices (mesh 1 x 4) and onto 1 device."""
   directory = tempfile.mkdtemp()
@@ -184,6 +203,7 @@ def main():
       result["checkpoint"] = checkpoint_roundtrip(model, tx, batch, new_state)
   result["catalogue"] = catalogue_check(model, tx, source, batch, ref_state)
   result["dropout"] = dropout_check(source, tx, batch, ref_state)
+  result["solar"] = solar_check(source, tx, batch)
   result["errors"] = bad_inputs(config)
   print("RESULT " + json.dumps(result))
 

@@ -35,6 +35,14 @@ def test_dropout_masks_match_one_device(result):
   assert r["grad_err"] <= 1e-5, r
 
 
+def test_solar_long_history_matches_one_device(result):
+  """model.long_history="solar": the SVD-Attention memory is per example, so batch and FSDP
+  sharding (4 x 2) give the single-device loss and gradients."""
+  r = result["solar"]
+  assert r["ref_loss"] > 0 and r["loss_err"] <= 1e-5, r
+  assert r["grad_err"] <= 1e-5, r
+
+
 def test_table_is_row_sharded_over_model(result):
   rows = result["table_rows"]
   assert rows % 128 == 0 and rows >= 501  # 500 items + padding row, padded to 128

@@ -8,16 +8,22 @@ from mpformer_jax.train import run_config
 
 def _saved_without(field: str) -> dict:
   saved = run_config.plain(base.get_config("tiny"))
-  section, key = field.split(".")
-  del saved[section][key]
+  *sections, key = field.split(".")
+  parent = saved
+  for section in sections:
+    parent = parent[section]
+  del parent[key]
   return saved
 
 
 @pytest.mark.parametrize("field", sorted(run_config.ADDED_FIELDS))
 def test_added_field_at_its_old_behaviour_is_no_change(field):
   config = base.get_config("tiny")
-  section, key = field.split(".")
-  config[section][key] = run_config.ADDED_FIELDS[field]
+  *sections, key = field.split(".")
+  parent = config
+  for section in sections:
+    parent = parent[section]
+  parent[key] = run_config.ADDED_FIELDS[field]
   assert run_config.diff(_saved_without(field), config) == []
 
 
