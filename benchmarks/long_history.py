@@ -47,7 +47,11 @@ def command(variant: str, workdir: Path, steps: Optional[int], seed: int) -> lis
   argv = [sys.executable, "-m", "launch.train",
           f"--config={REPO / 'configs' / 'recurring.py'}:{VARIANTS[variant]}",
           f"--workdir={workdir}", f"--config.seed={seed}"]
-  return argv + ([f"--config.train.num_steps={steps}"] if steps else [])
+  if steps:  # a short run still logs a few windows (its step time) and checkpoints
+    argv += [f"--config.train.num_steps={steps}", f"--config.train.eval_every_steps={steps}",
+             f"--config.train.log_every_steps={max(1, min(50, steps // 4))}",
+             f"--config.train.checkpoint_every_steps={max(1, steps // 2)}"]
+  return argv
 
 
 def run_variant(variant: str, args) -> dict:
@@ -66,9 +70,9 @@ def run_variant(variant: str, args) -> dict:
     final = final_record(workdir)
     if final is None:
       raise RuntimeError(f"{variant} seed {seed} wrote no final record in {workdir}")
-    steps = final.get("step")
+    seconds, steps = train_seconds(workdir), final.get("step")
     per_seed[seed] = dict({m: final.get(m) for m in METRICS}, params=final.get("params"),
-                          step_s=train_seconds(workdir) / steps if steps else None)
+                          step_s=seconds / steps if seconds and steps else None)
   return per_seed
 
 
