@@ -40,7 +40,7 @@ from benchmarks.runs import REPO, final_record, machine_description, train, trai
 
 README_START, README_END = "<!-- long_history:start -->", "<!-- long_history:end -->"
 VARIANTS = {"solar": "default", "compress": "compress", "recent": "recent"}
-METRICS = ("test/hr@10", "test/hr@50", "test/ndcg@10", "eval/hr@50")
+METRICS = ("test/hr@10", "test/hr@50", "test/ndcg@10", "eval/hr@50", "test/popularity/hr@50")
 
 
 def command(variant: str, workdir: Path, steps: Optional[int], seed: int) -> list[str]:
@@ -102,12 +102,13 @@ def readme_section(out: dict) -> str:
            "platform with recurring favourites (data/recurring.py), 1,024 events read; test "
            "metrics over all items for 2,000 users, half of whose held-out events return to a "
            "favourite last seen 256 or more events back.", "",
-           "| variant | test HR@10 | test HR@50 | test NDCG@10 | valid HR@50 | step (ms) | "
-           "params |", "|---|---:|---:|---:|---:|---:|---:|"]
+           "| variant | test HR@10 | test HR@50 | test NDCG@10 | valid HR@50 | popularity test "
+           "HR@50 | step (ms) | params |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
   for name, e in out["variants"].items():
     step = "-" if e.get("step_s") is None else f"{e['step_s'] * 1e3:.0f}"
     lines.append(f"| {name} | {_pm(e, 'test/hr@10')} | {_pm(e, 'test/hr@50')} | "
-                 f"{_pm(e, 'test/ndcg@10')} | {_pm(e, 'eval/hr@50')} | {step} | "
+                 f"{_pm(e, 'test/ndcg@10')} | {_pm(e, 'eval/hr@50')} | "
+                 f"{_pm(e, 'test/popularity/hr@50')} | {step} | "
                  f"{e.get('params') or 0:,.0f} |")
   return "\n".join(lines + ["", f"![long-history quality]({out['png']})", README_END])
 

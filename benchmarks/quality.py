@@ -219,9 +219,16 @@ def config_digest(config: str, overrides: dict, training_only: bool = False) -> 
   if resolved["data"]["name"] != "interactions":   # settings of the generic path only
     resolved["data"].pop("interactions", None)
   for field, default in run_config.ADDED_FIELDS.items():  # at these values: no change
-    section, key = field.split(".")
-    if resolved[section].get(key) == json.loads(json.dumps(default)):
-      resolved[section].pop(key)
+    *sections, key = field.split(".")
+    nodes = [resolved]
+    for section in sections:
+      nodes.append(nodes[-1].get(section, {}))
+    if nodes[-1].get(key) == json.loads(json.dumps(default)):
+      nodes[-1].pop(key)
+      for parent, section, node in zip(nodes[-2::-1], sections[::-1], nodes[:0:-1]):
+        if node or len(nodes) <= 2:  # an added section left empty goes too (not data/model)
+          break
+        parent.pop(section)
   if training_only:
     resolved.pop("eval", None)
   return hashlib.sha1(json.dumps(resolved, sort_keys=True, default=repr)
