@@ -116,7 +116,8 @@ class ModelConfig:
                normalize=c.normalize, dropout=c.dropout,
                schedule=validate_schedule(c.compression.schedule, max_len),
                long_history=c.long_history, solar_rank=c.solar.rank,
-               solar_recent=c.solar.recent, pool=c.compression.pool, impl=c.compression.impl, dtype=c.dtype,
+               solar_recent=c.solar.recent, pool=c.compression.pool,
+               impl=c.compression.impl, dtype=c.dtype,
                param_dtype=c.param_dtype)
 
 

@@ -5,7 +5,7 @@ attention); every older event becomes one memory token of width m = item_embed_d
   m_j = RMSNorm(E_item(id_j) + sum_f E_f(feature f of event j))
 (item and event features, each embedded at width m and summed: a concatenation would double
 the width, and reading the memory costs in proportion to it), with no token MLP and no
-position, so a repeated event is the same token and the memory has
+position, so a repeated event (same item, same features) is the same token and the memory has
 the low-rank structure SVD-Attention is exact on (svd_attention.py). The memory is
 summarised once per sequence, O(N r m), and before every backbone block each backbone token
 reads it with one softmax head whose keys and values are the memory tokens themselves

@@ -21,15 +21,16 @@ exponentials, not a kernel feature map.
 
 When it is exact (the "low-rank" condition, ours): the valid keys take at most r distinct
 values, no two of them so close that their Gaussian kernel matrix W (below) has a singular
-value under RTOL of its largest. Farthest-point sampling then takes every distinct key once (after that the farthest
-key is at distance 0, and such a landmark is dropped). With G [r, N] the indicator of which
-landmark each key repeats, E = C G for C = E[:, J], and P = W G; W is invertible (exp(tau
-<k, k'>) is a strictly positive definite kernel on distinct keys), so W^+ P = G >= 0 (the
-clip does nothing), A = G and the outputs equal softmax attention, for any queries and any values. Gradients w.r.t. queries
-and values are then exact as well; w.r.t. keys, along every change that keeps repeated keys
-equal. In a model whose history tokens are functions of (item, features) with no position
-term, a repeated event is the same token, so every parameter gradient is exact. E then has
-rank <= r: repeats (re-watches, re-purchases, the same few categories or authors) are the
+value under RTOL of its largest. Farthest-point sampling then takes every distinct key once
+(after that the farthest key is at distance 0, and such a landmark is dropped). With G
+[r, N] the indicator of which landmark each key repeats, E = C G for C = E[:, J], and
+P = W G; W is invertible (exp(tau <k, k'>) is a strictly positive definite kernel on
+distinct keys), so W^+ P = G >= 0 (the clip does nothing), A = G and the outputs equal
+softmax attention, for any queries and any values. Gradients w.r.t. queries and values are
+then exact as well; w.r.t. keys, along every change that keeps repeated keys equal. In a
+model whose history tokens are functions of (item, features) with no position term, a
+repeated event is the same token, so every parameter gradient is exact. E then has rank
+<= r: repeats (re-watches, re-purchases, the same few categories or authors) are the
 low-rank structure of behaviour sequences that this exploits. With more distinct keys than
 r the summary approximates each key by its non-negative coordinates on the landmarks (a
 kernel interpolation; without the clip, negative coordinates could make a denominator
