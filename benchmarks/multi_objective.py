@@ -8,9 +8,11 @@ turns off `user_gate`, which gates on the user token); `ablation/objective_weigh
 loss weights); on retail also `sasrec/buy` (the newest item's output as the user vector,
 full softmax over the catalogue, trained on buy targets).
 
-Datasets (`--dataset`): `synthetic` (configs/base.py, the built-in platform) and `retail`
-(configs/retail.py, the Retailrocket log: view / cart / fav / buy, 91% of purchases seen
-before, so ranked against all items).
+Datasets (`--dataset`): `synthetic` (configs/base.py, the built-in platform), `story` (the
+same with `data.objective_story=True`: one cause per objective, and a stated expectation of
+which ablation lowers which objective), `ml100k` (configs/ml100k.py: MovieLens-100K with
+ratings, watch / like / love) and `retail` (configs/retail.py, the Retailrocket log:
+view / cart / fav / buy, 91% of purchases seen before, so ranked against all items).
 
 Every run trains `--seeds` times (seeds 0, 1, ...; the data stays the same, the init and the
 batch order change), each `python -m launch.train` in a fresh subprocess and workdir under
@@ -18,7 +20,9 @@ batch order change), each `python -m launch.train` in a fresh subprocess and wor
 ablation's effect on a metric is MPFormer's mean minus the ablation's, called a gain (or a
 loss) only when it exceeds two standard errors of that difference (Welch).
 Quality is read on the held-out TEST split (`test/<o>/hr@K`, `ndcg@10`;
-`test/merged/mean_exposure` of the N=200 merged list, personalised vs uniform quotas). Cost:
+`test/merged/mean_exposure` of the N=200 merged list, personalised vs uniform quotas); on
+retail, whose test events are all purchases, view / cart / fav and the merged list are read
+on the validation split (`<o>/split`, `merged/split` say which). Cost:
 `train_seconds` = training-loop wall time from the loop's log windows; `train_cpu_seconds` =
 the child's CPU time over the loop; `peak_memory_bytes` = the child's peak RSS (`runs.train`).
 
@@ -27,7 +31,10 @@ the child's CPU time over the loop; `peak_memory_bytes` = the child's peak RSS (
   python benchmarks/multi_objective.py --quick --seeds 1 --only mpformer,single/click
 
 A workdir whose metrics.jsonl holds a final record from the same command is read back, not
-retrained (an interrupted benchmark resumes); `--overwrite` retrains.
+retrained (an interrupted benchmark resumes); so is a seed whose entry in the results JSON
+under `--out` records the same command (`command`: the argv without interpreter and workdir,
+paths relative to the checkout), which lets seeds be added to a table after the scratch
+workdirs are gone. `--overwrite` retrains.
 """
 from __future__ import annotations
 
@@ -71,6 +78,10 @@ class Dataset(NamedTuple):
   quick_size: dict
   # (name, config, overrides as pairs, objectives it is scored on)
   extra: tuple[tuple[str, str, tuple, tuple], ...] = ()
+  # ablation -> what the dataset's generative story predicts switching it off does
+  expected: tuple[tuple[str, str], ...] = ()
+  title: str = ""                   # README section title (default: the one-vs-many title)
+  equal_weights: bool = False       # its MPFormer config already weighs objectives equally
 
 
 # The default config takes 1-2 s/step on 2 CPU cores with max_len 256 (and ~2 min per
@@ -82,6 +93,26 @@ SYNTHETIC = Dataset(
     size={"data.max_len": 64, "model.compression.schedule": ((8, 4), (4, 4)),
           "train.num_steps": 400, "eval.num_users": 5000},
     quick_size={"train.num_steps": 40})
+# The same platform with one cause per objective (data/objective_story.py): its docstring
+# says which ablation should lower which objective.
+STORY = SYNTHETIC._replace(
+    name="story", size={**SYNTHETIC.size, "data.objective_story": True},
+    title="## MPFormer's mechanisms where a story says they matter (objective-story platform)",
+    expected=(("attention_bias", "gain on like; none elsewhere"),
+              ("recency_bias", "gain on click at most; none on follow"),
+              ("user_gate", "gain on long_view at most"),
+              ("user_token", "gain on long_view; none elsewhere"),
+              ("objective_embedding", "gains on long_view, like, follow at most"),
+              ("target_weights", "gain on merged exposure")))
+# MovieLens-100K with ratings (configs/ml100k.py: watch / like >= 4 / love = 5; user table,
+# so every switch applies). A third of its 1,500-step recipe (~5 min a run on one core) fits
+# the 33 runs of three seeds into about 3 core-hours; the merged list is 200 items, as
+# elsewhere, not the config's 50.
+ML100K = Dataset(
+    name="ml100k", mpformer="ml100k.py", single="ml100k.py:watch",
+    objectives=("watch", "like", "love"), switches=SWITCHES,
+    size={"train.num_steps": 500, "eval.merged_n": MERGED_N},
+    quick_size={"train.num_steps": 20}, equal_weights=True)
 # Retailrocket (configs/retail.py: max_len 50, no compression, no user table, so no user
 # token or gate). Evaluation takes the first 7,000 of the ~14,000 users with a held-out
 # target (all of them took twice the training time on one core).
@@ -91,6 +122,7 @@ RETAIL = Dataset(
     switches=("attention_bias", "recency_bias", "objective_embedding", "target_weights"),
     size={"train.num_steps": 1_500, "eval.num_users": 7_000},
     quick_size={"train.num_steps": 20, "eval.num_users": 500, "train.batch_size": 32},
+    equal_weights=True,
     extra=(("sasrec/buy", "retail.py:buy", (
         ("model.readout", "last"), ("model.num_queries", 1), ("loss.kind", "softmax"),
         ("loss.negatives", "catalogue")), ("buy",)),
@@ -103,14 +135,14 @@ RETAIL = Dataset(
                ("model.objectives", ("event",)),
                ("eval.objectives", ("view", "cart", "fav", "buy"))),
             ("view", "cart", "fav", "buy"))))
-DATASETS = {d.name: d for d in (SYNTHETIC, RETAIL)}
+DATASETS = {d.name: d for d in (SYNTHETIC, STORY, ML100K, RETAIL)}
 OBJECTIVES = SYNTHETIC.objectives
 # configs/base.py weighs each objective's loss by its share of labelled targets (click 67%,
 # long_view 39%, like 8%, follow 2.3% of held-out events, relative to click), so that every
 # labelled row weighs the same. `ablation/objective_weights` trains with equal weights to
 # show what that choice is worth: the few-row, high-variance like/follow losses then
-# dominate the shared backbone (README).
-EQUAL_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
+# dominate the shared backbone (README). Datasets whose configs weigh objectives equally
+# (ML-100K, retail) have no such ablation.
 
 
 def run_specs(dataset: str = "synthetic") -> dict[str, tuple[str, dict]]:
@@ -127,7 +159,9 @@ def run_specs(dataset: str = "synthetic") -> dict[str, tuple[str, dict]]:
     if s == "user_token":
       off["model.user_gate"] = False  # The gate reads the user token.
     runs[f"ablation/{s}"] = (d.mpformer, off)
-  runs["ablation/objective_weights"] = (d.mpformer, {"loss.objective_weights": EQUAL_WEIGHTS})
+  if not d.equal_weights:
+    runs["ablation/objective_weights"] = (d.mpformer,
+                                          {"loss.objective_weights": (1.0,) * len(d.objectives)})
   return runs
 
 
@@ -176,8 +210,11 @@ def entry(objectives, final: dict, proc: dict, workdir: Path) -> dict:
     out[f"valid/{o}/hr@{K}"] = final.get(f"eval/{o}/hr@{K}")
     out[f"{o}/held_out_events"] = final.get(f"{split}/popularity/{o}/count")
   keys = ["mean_exposure"] + [f"{o}/hr@{MERGED_N}" for o in objectives if len(objectives) > 1]
+  # The merged list is scored where every objective has held-out events (retail: valid).
+  merged_split = SPLIT if all(final.get(f"{SPLIT}/{o}/count") for o in objectives) else "eval"
   for kind in ("merged", "merged_uniform"):  # None for single-objective runs: no merged list.
-    out.update({f"{kind}/{k}": final.get(f"{SPLIT}/{kind}/{k}") for k in keys})
+    out.update({f"{kind}/{k}": final.get(f"{merged_split}/{kind}/{k}") for k in keys})
+  out["merged/split"] = "test" if merged_split == SPLIT else "valid"
   out.update(params=final.get("params"), train_seconds=train_seconds(workdir),
              examples_per_sec=final.get("train/examples_per_sec"), **proc)
   return out
@@ -212,11 +249,31 @@ def effect(mp: dict, ab: dict, key: str) -> Optional[dict]:
   return dict(delta=a - b, se=se, verdict=verdict)
 
 
+def command_key(argv: list[str]) -> list[str]:
+  """What identifies a run's command: its argv without the interpreter and the workdir, with
+  paths relative to the checkout (so a results JSON made in another clone still matches)."""
+  return [a.replace(f"{REPO}{os.sep}", "") for a in argv[1:] if not a.startswith("--workdir=")]
+
+
+def recorded_entries(args) -> dict[str, dict]:
+  """name -> {seed: entry} from the results JSON already under `--out`, if any."""
+  path = Path(args.out) / f"{results_stem(DATASETS[args.dataset])}.json"
+  if not path.exists():
+    return {}
+  old = json.loads(path.read_text())
+  return {n: e["per_seed"] for n, e in old.items() if isinstance(e, dict) and "per_seed" in e}
+
+
+def results_stem(d: Dataset) -> str:
+  return "multi_objective" + ("" if d.name == "synthetic" else f"_{d.name}")
+
+
 def run_all(args, names: list[str]) -> dict[str, dict]:
   """Trains (or reads back) every named run for every seed; returns name -> aggregate."""
   d, size = DATASETS[args.dataset], size_overrides(args)
   tag = (f"{d.name}_{'quick' if args.quick else 'default'}_steps{size['train.num_steps']}")
-  key = lambda cmd: [a for a in cmd[1:] if not a.startswith("--workdir=")]  # Not python.
+  key = command_key
+  recorded = {} if args.overwrite else recorded_entries(args)
   results, spent, todo = {}, [], len(names) * args.seeds
   for i, name in enumerate(names):
     config_file, overrides = run_specs(args.dataset)[name]
@@ -226,6 +283,10 @@ def run_all(args, names: list[str]) -> dict[str, dict]:
       workdir = Path(args.scratch) / tag / f"{name.replace('/', '_')}_seed{seed}"
       argv = command(config_file, {**size, **overrides, "seed": seed}, workdir, args.quick)
       meta_path = workdir / "bench.json"
+      old = recorded.get(name, {}).get(str(seed))
+      if final_record(workdir) is None and old and old.get("command") == key(argv):
+        per_seed[seed] = old  # Recorded by the same command in the results JSON.
+        continue
       same = meta_path.exists() and key(json.loads(meta_path.read_text())["argv"]) == key(argv)
       if not same or args.overwrite or final_record(workdir) is None:
         if workdir.exists() and (args.overwrite or not same):
@@ -241,8 +302,9 @@ def run_all(args, names: list[str]) -> dict[str, dict]:
       final, meta = final_record(workdir), json.loads(meta_path.read_text())
       if final is None:
         raise RuntimeError(f"run {name} wrote no final record to {workdir}/metrics.jsonl")
-      per_seed[seed] = entry(objectives_of(d, name), final,
-                             {k: meta.get(k) for k in PROC_KEYS}, workdir)
+      per_seed[seed] = dict(entry(objectives_of(d, name), final,
+                                  {k: meta.get(k) for k in PROC_KEYS}, workdir),
+                            command=key(argv))
     e = results[name] = aggregate(per_seed)
     print(f"    {name} ({len(per_seed)} seeds): " + " ".join(
         f"{o}={_fmt(e.get(f'{o}/hr@{K}'))}±{_fmt(e['std'].get(f'{o}/hr@{K}'), '.3f')}"
@@ -337,7 +399,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
                    for kind, src in (("personalized", "merged"), ("uniform", "merged_uniform"))}
   out["summary"] = summarize(results, machine, size_overrides(args), args)
   os.makedirs(args.out, exist_ok=True)
-  stem = "multi_objective" + ("" if d.name == "synthetic" else f"_{d.name}")
+  stem = results_stem(d)
   common.write_json(Path(args.out) / f"{stem}.json", out)
   png_path = Path(args.out) / f"{stem}.png"
   multi_objective_report.plot(results, png_path, d.objectives)

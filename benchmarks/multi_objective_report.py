@@ -66,7 +66,8 @@ def plot(results: dict, path, objectives) -> None:
   ax.invert_yaxis()
   ax.set(xlabel=f"mean over objectives of the merged list's HR@{MERGED_N}",
          xlim=(0, 1.6 * max((results[n]["merged/mean_exposure"] for n in multi), default=1)),
-         title=f"Merged multi-objective list, N={MERGED_N} (test split)")
+         title=f"Merged multi-objective list, N={MERGED_N} "
+               f"({results.get('mpformer', {}).get('merged/split') or 'test'} split)")
   ax.legend(fontsize=7, loc="lower right")
   ax.grid(True, axis="x", alpha=0.3)
   fig.tight_layout()
@@ -88,8 +89,8 @@ def readme_section(out: dict, dataset, flags: str, png_rel: str, start: str, end
   mib = lambda b: _fmt(None if b is None else b / 2**20, ",.0f")
   tot = lambda k: (None if not singles or any(x.get(k) is None for x in singles)
                    else sum(x[k] for x in singles))
-  title = ("## Multi-objective: one MPFormer vs one model per objective" +
-           ("" if dataset.name == "synthetic" else f" ({dataset.name})"))
+  title = dataset.title or ("## Multi-objective: one MPFormer vs one model per objective" +
+                            ("" if dataset.name == "synthetic" else f" ({dataset.name})"))
   lines = [start, title, "",
            f"`python benchmarks/multi_objective.py{flags}` on {m['cpu']} ({m['cores']} cores, "
            f"jax {m['jax_version']} {m['platform']}), {s['date'][:10]}. Dataset "
@@ -110,7 +111,9 @@ def readme_section(out: dict, dataset, flags: str, png_rel: str, start: str, end
                f"{o} HR@{K} ({'' if ref.get(f'{o}/split', 'test') == 'test' else 'valid, '}"
                f"n={_fmt(ref.get(f'{o}/held_out_events', ref.get(f'{o}/test_events')), '.0f')})"
                for o in objectives)
-           + " | merged exposure (personalised / uniform) | params | train s | train CPU s | "
+           + " | merged exposure (personalised / uniform"
+           + ("" if ref.get("merged/split", "test") == "test" else ", valid")
+           + ") | params | train s | train CPU s | "
            "peak RSS (MiB) |", "|---|" + "---:|" * (len(objectives) + 5)]
   for name, e in runs.items():
     merged = ("n/a" if e.get("merged/mean_exposure") is None else
@@ -125,28 +128,36 @@ def readme_section(out: dict, dataset, flags: str, png_rel: str, start: str, end
                    + f" {_fmt(tot('params'), ',d')} | {_fmt(tot('train_seconds'), '.0f')} | "
                    f"{_fmt(tot('train_cpu_seconds'), '.0f')} | "
                    f"{mib(max(x.get('peak_memory_bytes') or 0 for x in singles))} (max) |")
-  lines += effects_table(s, objectives)
-  c, ok = s["criteria"], lambda v: "n/a" if v is None else ("**met**" if v else "**NOT met**")
-  ratio = lambda k: _fmt(s[k], ".3f")
-  lines += ["", "Done-when (one MPFormer vs the single-objective models):",
-            f"- HR@{K} >= {HR_RATIO}x single on every objective: ratios of the means "
-            + (", ".join(f"{o} {_fmt(r, '.3f')}" for o, r in s["ratio_hr50_vs_single"].items())
-               or "n/a") + f" -> {ok(c['hr50_at_least_095x_single'])}",
-            f"- training time <= {COST_RATIO}x the single models' total: "
-            f"{ratio('time_ratio_vs_single_total')} -> {ok(c['time_at_most_035x_singles'])} "
-            f"(training-loop CPU time: {ratio('cpu_time_ratio_vs_single_total')}; whole-process "
-            f"wall time, evaluation included: {ratio('wall_ratio_vs_single_total')})",
-            f"- parameters <= {COST_RATIO}x the single models' total: "
-            f"{ratio('param_ratio_vs_single_total')} -> {ok(c['params_at_most_035x_singles'])}",
-            f"- personalised quotas give a higher mean merged exposure than uniform: "
-            f"{_fmt(q['personalized']['merged/mean_exposure'])} vs "
-            f"{_fmt(q['uniform']['merged/mean_exposure'])} -> "
-            f"{ok(c['personalized_quotas_beat_uniform'])}"] + _against_all_events(runs, objectives)
+  lines += effects_table(s, objectives, dict(dataset.expected))
+  merged = (f"{_fmt(q['personalized']['merged/mean_exposure'])} vs "
+            f"{_fmt(q['uniform']['merged/mean_exposure'])}")
+  if singles:
+    lines += _done_when(s, merged) + _against_all_events(runs, objectives)
+  else:
+    lines += ["", f"Personalised against uniform quotas, mean merged exposure: {merged}."]
   lines += ["", "`ablation/user_token` also switches off `model.user_gate` (the PEPNet gate "
             "reads the user token). Without `target_weights` the quotas are uniform, so both "
             "merged numbers coincide. Single models have no merged list (n/a).",
             "", f"![multi-objective benchmark]({png_rel})", end]
   return "\n".join(lines)
+
+
+def _done_when(s: dict, merged: str) -> list[str]:
+  """The issue's criteria for one MPFormer against the single-objective models."""
+  c, ok = s["criteria"], lambda v: "n/a" if v is None else ("**met**" if v else "**NOT met**")
+  ratio = lambda k: _fmt(s[k], ".3f")
+  hr = ", ".join(f"{o} {_fmt(r, '.3f')}" for o, r in s["ratio_hr50_vs_single"].items())
+  return ["", "Done-when (one MPFormer vs the single-objective models):",
+          f"- HR@{K} >= {HR_RATIO}x single on every objective: ratios of the means "
+          f"{hr or 'n/a'} -> {ok(c['hr50_at_least_095x_single'])}",
+          f"- training time <= {COST_RATIO}x the single models' total: "
+          f"{ratio('time_ratio_vs_single_total')} -> {ok(c['time_at_most_035x_singles'])} "
+          f"(training-loop CPU time: {ratio('cpu_time_ratio_vs_single_total')}; whole-process "
+          f"wall time, evaluation included: {ratio('wall_ratio_vs_single_total')})",
+          f"- parameters <= {COST_RATIO}x the single models' total: "
+          f"{ratio('param_ratio_vs_single_total')} -> {ok(c['params_at_most_035x_singles'])}",
+          f"- personalised quotas give a higher mean merged exposure than uniform: {merged} -> "
+          f"{ok(c['personalized_quotas_beat_uniform'])}"]
 
 
 def _against_all_events(runs: dict, objectives) -> list[str]:
@@ -162,8 +173,10 @@ def _against_all_events(runs: dict, objectives) -> list[str]:
           + ", ".join(f"{o} {_fmt(r, '.3f')}" for o, r in ratios.items()) + "."]
 
 
-def effects_table(summary: dict, objectives) -> list[str]:
-  """MPFormer minus each ablation, ± its standard error, with the 2-SE verdict."""
+def effects_table(summary: dict, objectives, expected: dict | None = None) -> list[str]:
+  """MPFormer minus each ablation, ± its standard error, with the 2-SE verdict (and, where
+  the dataset's story predicts one, the expected effect of switching the mechanism off)."""
+  expected = expected or {}
   effects = summary.get("ablation_effects") or {}
   if not effects:
     return []
@@ -173,13 +186,17 @@ def effects_table(summary: dict, objectives) -> list[str]:
            f"error of that difference over {summary['seeds']} seeds; **gain** (the mechanism "
            "helps) or **loss** (it hurts) only beyond two standard errors.", "",
            "| switched off | " + " | ".join(k.replace("/hr@", " HR@").replace(
-               "merged/mean_exposure", "merged exposure") for k in keys) + " |",
-           "|---|" + "---:|" * len(keys)]
+               "merged/mean_exposure", "merged exposure") for k in keys)
+           + " | story predicts |" * bool(expected) + " |" * (not expected),
+           "|---|" + "---:|" * len(keys) + "---|" * bool(expected)]
   for name, per_key in effects.items():
     cells = []
     for key in keys:
       e = per_key.get(key)
       cells.append("-" if e is None else
                    f"{e['delta']:+.4f} ± {e['se']:.4f}{mark[e['verdict']]}")
-    lines.append(f"| {name.replace('ablation/', '')} | " + " | ".join(cells) + " |")
+    short = name.replace("ablation/", "")
+    if expected:
+      cells.append(expected.get(short, "-"))
+    lines.append(f"| {short} | " + " | ".join(cells) + " |")
   return lines

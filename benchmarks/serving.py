@@ -62,10 +62,9 @@ QUICK = dict(corpora=(500, 3_000), clients=(1, 8), requests={1: 8, 8: 16}, users
              cost_items=500, cost_requests=16)
 
 
-def publish(root: Path, num_items: int, users: int, index: str, objectives=None,
-            quick: bool = False) -> dict:
-  """Publishes an initialised MPFormer (or KuaiFormer for one objective) over `num_items`
-  synthetic items; returns the manifest and a few request bodies."""
+def synthetic_config(num_items: int, users: int, index: str, objectives=None,
+                     quick: bool = False):
+  """The default MPFormer (or a KuaiFormer for `objectives`) over `num_items` synthetic items."""
   c = kuaiformer.get_config() if objectives else base.get_config()
   if quick:
     tiny = base.get_config("tiny")
@@ -76,26 +75,34 @@ def publish(root: Path, num_items: int, users: int, index: str, objectives=None,
   if objectives:
     c.model.objectives, c.loss.objective_weights = tuple(objectives), (1.0,)
   c.data.synthetic.update(num_users=users, num_items=num_items)
-  c.eval.num_users = 200
   c.export.update(index=index, keep=1)
+  return c
+
+
+def publish(c, root: Path, users: int, requests: int = 200) -> dict:
+  """Publishes config `c`'s model with initialised weights; returns the manifest, the
+  held-out examples of `requests` test users, request bodies (their histories, as original
+  item ids) and the analytic FLOPs of a request."""
+  c.eval.num_users = requests
   source = make_source(c.data)
   spec, max_len = source.spec, c.data.max_len
   model = Retriever(spec, ModelConfig.from_config(c.model, max_len))
   popularity = pipeline.popularity_counts(source, max_users=users)
   logq = pipeline.target_log_q(source, max_users=users)
   held_out = pipeline.eval_examples(source, split="test", max_len=max_len, logq_table=logq,
-                                    users=pipeline.eval_users(source, "test", 200))
+                                    users=pipeline.eval_users(source, "test", requests))
   layout = Layout.from_config(c)
   evaluator = Evaluator(model, pipeline.item_corpus_features(source), c.eval, layout)
   state, _ = init_state(model, make_optimizer(c.train), {k: v[:2] for k, v in held_out.items()},
                         c.seed, layout)
   Exporter(c, source, model, evaluator, popularity, held_out, str(root)).publish(
       jax.device_get(state.params), 0, {})
-  bodies = [{"history": [{"item": str(i)} for i in row[row > 0]], "n": 50}
+  directory = artifact.latest(str(root))
+  items = np.load(os.path.join(directory, "tables.npz"))["item_ids"]   # original ids, 1..N
+  bodies = [{"history": [{"item": str(i)} for i in items[row[row > 0] - 1]], "n": 50}
             for row in held_out["history_ids"]]
-  manifest = artifact.read_manifest(artifact.latest(str(root)))
-  return dict(manifest=manifest, bodies=bodies,
-              flops=serve_flops_per_user(model.cfg, spec, num_items))
+  return dict(manifest=artifact.read_manifest(directory), bodies=bodies, directory=directory,
+              flops=serve_flops_per_user(model.cfg, spec, spec.num_items))
 
 
 class Server:
@@ -170,7 +177,8 @@ def main(argv=None) -> dict:
   for num_items in size["corpora"]:
     for index in ("exact", "scann"):
       root = scratch / f"{index}_{num_items}"
-      built = publish(root, num_items, size["users"], index, quick=args.quick)
+      built = publish(synthetic_config(num_items, size["users"], index, quick=args.quick),
+                      root, size["users"])
       recall = {k: v for k, v in built["manifest"]["index"].items() if k.startswith("recall@")}
       with Server(root) as url:
         for clients in size["clients"]:
@@ -203,7 +211,8 @@ def serving_cost(scratch: Path, size: dict, quick: bool) -> dict:
   for name, objectives in [("mpformer", None)] + [(f"single/{o}", (o,)) for o in
                                                   ("click", "long_view", "like", "follow")]:
     root = scratch / f"cost_{name.replace('/', '_')}"
-    built = publish(root, num_items, size["users"], "exact", objectives, quick)
+    built = publish(synthetic_config(num_items, size["users"], "exact", objectives, quick),
+                    root, size["users"])
     with Server(root) as url:
       runs[name] = drive(url, built["bodies"], clients, count)
     runs[name]["params_bytes"] = os.path.getsize(next(root.glob("v*/params.npz")))

@@ -44,6 +44,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # held-out pair, which returns to them with probability return_prob: a workload
       # whose signal lies far back (data/recurring.py; long-history encoders)
       recurring=dict(items=0, period=512, burst=8, quiet=256, return_prob=0.5),
+      # True: each objective of the synthetic platform gets its own cause (long views by
+      # the profile's preferred length, likes by loved topics, follows by repeated authors;
+      # data/objective_story.py), where MPFormer's mechanisms have something to do
+      objective_story=False,
       # data.name="interactions": every field is documented in configs/interactions.py.
       interactions=dict(
           path="", format="log", file_type="auto", delimiter="", header=True,

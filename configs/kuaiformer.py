@@ -7,11 +7,13 @@ from configs import base
 
 
 def get_config(arg: str | None = None):
-  c = base.get_config(arg)
-  c.model.objectives = ("click",)
-  c.model.attention_bias = False
-  c.model.recency_bias = False
-  c.model.user_gate = False
-  c.model.target_weights = False
+  return single_objective(base.get_config(arg), "click")
+
+
+def single_objective(c, objective: str):
+  """Config `c` as KuaiFormer on `objective` alone: MPFormer's mechanisms off."""
+  c.model.objectives = (objective,)
+  c.model.update(attention_bias=False, recency_bias=False, user_gate=False,
+                 target_weights=False)
   c.loss.objective_weights = (1.0,)
   return c

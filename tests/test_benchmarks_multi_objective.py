@@ -3,8 +3,11 @@ import importlib.util
 import json
 import math
 import pathlib
+import shutil
 
 import pytest
+
+from configs import ml100k
 
 _SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "multi_objective.py"
 _ONLY = "mpformer,single/click,ablation/target_weights"
@@ -34,6 +37,22 @@ def test_run_specs_cover_every_switch():
                                             "model.user_gate": False}
   for switch in mo.SWITCHES:
     assert runs[f"ablation/{switch}"][1][f"model.{switch}"] is False
+  # The story dataset: the same runs, every one on the platform with one cause per objective.
+  assert mo.run_specs("story") == runs
+  story = mo.size_overrides(mo.parse_args(["--dataset", "story"]))
+  assert story["data.objective_story"] is True and story["train.num_steps"] == 400
+  assert {n for n, _ in mo.STORY.expected} <= set(mo.SWITCHES)
+  # ML-100K: KuaiFormer singles on its build; no equal-weights ablation (already equal).
+  ml = mo.run_specs("ml100k")
+  assert ml["single/love"] == ("ml100k.py:watch", {"model.objectives": ("love",),
+                                                   "loss.objective_weights": (1.0,)})
+  assert "ablation/objective_weights" not in ml and "ablation/user_token" in ml
+  assert "ablation/objective_weights" not in mo.run_specs("retail")
+  watch = ml100k.get_config("watch")
+  assert watch.model.objectives == ("watch",) and watch.loss.objective_weights == (1.0,)
+  assert not any(watch.model[k] for k in ("attention_bias", "recency_bias", "user_gate",
+                                          "target_weights"))
+  assert watch.data.name == "ml100k" and watch.model.user_token   # as configs/kuaiformer.py
 
 
 def test_retail_specs_and_seed_statistics():
@@ -113,3 +132,12 @@ def test_quick_subset_layout_resume_and_readme(tmp_path, monkeypatch):
   assert mo.README_TITLE in text and "| single/click |" in text and " ± " in text
   assert "| target_weights |" in text     # the effects table
   assert "](multi_objective.png)" in text
+
+  # Scratch gone: seeds recorded in the results JSON by the same command are read back...
+  assert saved["mpformer"]["per_seed"]["0"]["command"][:2] == ["-m", "launch.train"]
+  shutil.rmtree(tmp_path / "runs")
+  from_json = mo.main(argv)
+  assert from_json["mpformer"]["per_seed"] == saved["mpformer"]["per_seed"]
+  # ...but another command (here another step budget) trains.
+  with pytest.raises(AssertionError, match="was retrained"):
+    mo.main([a if a != "4" else "5" for a in argv])

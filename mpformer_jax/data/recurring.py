@@ -27,13 +27,14 @@ from typing import Mapping
 import numpy as np
 
 from mpformer_jax.data import schema
+from mpformer_jax.data.platform_variant import PlatformVariant
 from mpformer_jax.data.synthetic import SyntheticPlatform, hash_u64
 
 _S_FAVOURITES, _S_PHASE, _S_RETURN = 41, 42, 43
 RETURNS = 3  # the last events that may return: newest training target, validation, test
 
 
-class RecurringInterests:
+class RecurringInterests(PlatformVariant):
   """A `SequenceSource`: the platform's users with recurring favourites (module docstring)."""
 
   def __init__(self, base: SyntheticPlatform, items: int, period: int, burst: int,
@@ -43,18 +44,9 @@ class RecurringInterests:
     for name, ok in checks.items():
       if not ok:
         raise ValueError(f"data.synthetic.recurring: invalid {name}={locals()[name]!r}")
-    self.base, self.spec = base, base.spec
+    super().__init__(base)
     self.items, self.period, self.burst = items, period, burst
     self.quiet, self.return_prob = quiet, return_prob
-
-  def __len__(self) -> int:
-    return len(self.base)
-
-  def lengths(self) -> np.ndarray:
-    return self.base.lengths()
-
-  def item_features(self, item_ids: np.ndarray) -> np.ndarray:
-    return self.base.item_features(item_ids)
 
   def favourites(self, index: int) -> np.ndarray:
     """The user's favourite item ids [items] (1-based ids)."""

@@ -273,6 +273,11 @@ class SyntheticPlatform:
     """[..., O] per-objective item quality: its (weighted) logit offset per objective."""
     return self._quality_from_bits(self._item_bits(item_ids))
 
+  def item_duration(self, item_ids: np.ndarray) -> np.ndarray:
+    """Item durations in seconds (5 s .. 5 min, log-uniform), float64, of real item ids."""
+    return _DURATION16[(self._item_bits(np.asarray(item_ids, np.int64)) & _LOW16)
+                       .astype(np.int64)]
+
   def item_features(self, item_ids: np.ndarray) -> np.ndarray:
     """[..., 3] int32 (category, author, duration bucket); id 0 -> zeros."""
     ids = np.asarray(item_ids, np.int64)

@@ -7,7 +7,9 @@ first objective's metrics are also reported without the objective in the key
 With several objectives, "multi-objective exposure" scores the merged list of
 `eval.merged_n` items (per-objective quotas from the personalised weights, and from uniform
 weights for comparison): `eval/merged/<objective>/hr@N` is the hit rate on held-out events of
-that objective, `eval/merged/mean_exposure` their mean (`eval/merged_uniform/...` likewise).
+that objective, `eval/merged/mean_exposure` their mean over the objectives that have held-out
+events (an objective with none is left out, not counted as 0; `eval/merged_uniform/...`
+likewise).
 """
 from __future__ import annotations
 
@@ -88,10 +90,13 @@ class Evaluator:
       hits = []
       for obj in objectives:
         mask = examples[schema.TARGET_LABELS][:, self.model.spec.objective_index(obj)] > 0
+        if not mask.any():  # No held-out event of this objective (retail's test: buys only).
+          continue
         hr = ranking_metrics(ranks, (n,), mask=mask)[f"hr@{n}"]
         out[f"{prefix}/{name}/{obj}/hr@{n}"] = hr
         hits.append(hr)
-      out[f"{prefix}/{name}/mean_exposure"] = float(np.mean(hits))
+      if hits:
+        out[f"{prefix}/{name}/mean_exposure"] = float(np.mean(hits))
     for o, obj in enumerate(objectives):
       out[f"{prefix}/weights/{obj}"] = float(personal[:, o].mean())
     return out

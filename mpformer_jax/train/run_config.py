@@ -52,7 +52,7 @@ ADDED_FIELDS = {"train.nonfinite": "stop", "data.invalid_users": "error",
                 "model.solar.rank": 16, "model.solar.recent": 48,
                 "data.recurring.items": 0, "data.recurring.period": 512,
                 "data.recurring.burst": 8, "data.recurring.quiet": 256,
-                "data.recurring.return_prob": 0.5}
+                "data.recurring.return_prob": 0.5, "data.objective_story": False}
 
 
 class ConfigDrift(ValueError):
