@@ -268,7 +268,7 @@ def results_stem(d: Dataset) -> str:
   return "multi_objective" + ("" if d.name == "synthetic" else f"_{d.name}")
 
 
-def run_all(args, names: list[str]) -> dict[str, dict]:
+def run_all(args, names: list[str], cpu: str) -> dict[str, dict]:
   """Trains (or reads back) every named run for every seed; returns name -> aggregate."""
   d, size = DATASETS[args.dataset], size_overrides(args)
   tag = (f"{d.name}_{'quick' if args.quick else 'default'}_steps{size['train.num_steps']}")
@@ -304,7 +304,7 @@ def run_all(args, names: list[str]) -> dict[str, dict]:
         raise RuntimeError(f"run {name} wrote no final record to {workdir}/metrics.jsonl")
       per_seed[seed] = dict(entry(objectives_of(d, name), final,
                                   {k: meta.get(k) for k in PROC_KEYS}, workdir),
-                            command=key(argv))
+                            command=key(argv), cpu=cpu)
     e = results[name] = aggregate(per_seed)
     print(f"    {name} ({len(per_seed)} seeds): " + " ".join(
         f"{o}={_fmt(e.get(f'{o}/hr@{K}'))}±{_fmt(e['std'].get(f'{o}/hr@{K}'), '.3f')}"
@@ -389,7 +389,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
     raise SystemExit(f"--only: unknown runs {sorted(wanted - set(specs))}; choose from "
                      f"{list(specs)}")
   names = [n for n in specs if not wanted or n in wanted]
-  machine, results = machine_description(), run_all(args, names)
+  machine = machine_description()
+  results = run_all(args, names, machine["cpu"])
   d = DATASETS[args.dataset]
   out = dict(results)
   mp = results.get("mpformer", {})
@@ -406,7 +407,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
   print("criteria: " + ", ".join(f"{k}={v}" for k, v in out["summary"]["criteria"].items()))
   if args.update_readme:
     flags = (f" --dataset {d.name}" * (d.name != "synthetic") + " --quick" * args.quick
-             + (f" --steps {args.steps}" if args.steps else "") + f" --seeds {args.seeds}")
+             + (f" --steps {args.steps}" if args.steps else "") + f" --seeds {args.seeds}"
+             + (f" --only {args.only}" if args.only else ""))
     png_rel = os.path.relpath(png_path, os.path.dirname(os.path.abspath(args.readme)))
     start, end = (README_START, README_END) if d.name == "synthetic" else (
         README_START.replace(":start", f"_{d.name}:start"),

@@ -1,6 +1,8 @@
 """Tables and plots of benchmarks/multi_objective.py: means ± std over seeds, ablation effects."""
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 
 K, MERGED_N = 50, 200            # headline HR@K, merged list size
@@ -106,7 +108,7 @@ def readme_section(out: dict, dataset, flags: str, png_rel: str, start: str, end
            f"average during the runs {_fmt(min(loads, default=None), '.1f')}-"
            f"{_fmt(max(loads, default=None), '.1f')}"
            + (" (other jobs shared the cores, so wall times are noisy)."
-              if max(loads, default=0) > m["cores"] + 0.5 else "."), "",
+              if max(loads, default=0) > m["cores"] + 0.5 else ".") + _machines(runs), "",
            "| run | " + " | ".join(
                f"{o} HR@{K} ({'' if ref.get(f'{o}/split', 'test') == 'test' else 'valid, '}"
                f"n={_fmt(ref.get(f'{o}/held_out_events', ref.get(f'{o}/test_events')), '.0f')})"
@@ -140,6 +142,17 @@ def readme_section(out: dict, dataset, flags: str, png_rel: str, start: str, end
             "merged numbers coincide. Single models have no merged list (n/a).",
             "", f"![multi-objective benchmark]({png_rel})", end]
   return "\n".join(lines)
+
+
+def _machines(runs: dict) -> str:
+  """A sentence naming the CPUs when the runs' seeds did not all run on one machine."""
+  cpus = collections.Counter(ps.get("cpu", "unrecorded") for e in runs.values()
+                             for ps in e.get("per_seed", {}).values())
+  if len(cpus) < 2:
+    return ""
+  return (" The runs were split across machines (" + ", ".join(
+      f"{cpu}: {n} runs" for cpu, n in cpus.most_common()) + "), so wall-time ratios mix "
+          "them; the CPU-time ratio is the steadier figure.")
 
 
 def _done_when(s: dict, merged: str) -> list[str]:
