@@ -125,7 +125,7 @@ def plot(result: dict, path: Path) -> None:
     ax.bar(x + (i - (len(series) - 1) / 2) * width, heights, width, label=label)
   ax.axhline(1.0, color="black", lw=0.8, ls="--")
   ax.set_xticks(x, [c for c, _ in claims])
-  ax.set(ylabel="MPFormer / one model per objective",
+  ax.set(ylabel="ratio (cost: MPFormer / singles; exposure: personalised / uniform)",
          title="MPFormer's claims vs ours (below 1: cheaper; above 1: more exposure)")
   ax.legend()
   ax.grid(True, axis="y", alpha=0.3)
