@@ -20,7 +20,7 @@ configs/retail.py:buy with one objective each):
   quotas add to one MPFormer.
 
   python benchmarks/mpformer_claims.py --update_readme   # ~10 min on 2 CPU cores
-  python benchmarks/mpformer_claims.py --quick           # synthetic tiny models, ~1 min
+  python benchmarks/mpformer_claims.py --quick --datasets synthetic   # tiny models, ~1 min
 """
 from __future__ import annotations
 
