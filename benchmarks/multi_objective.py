@@ -2,10 +2,13 @@
 
 Does one objective-conditioned retriever replace a model per objective, and which MPFormer
 mechanism earns its keep (DESIGN 2.5-2.7, 3)? Same backbone size, data and step budget for:
-`mpformer` (the dataset's MPFormer config, every switch on); `single/<o>` (KuaiFormer with
-`model.objectives=(o,)`); `ablation/<switch>` (MPFormer, one switch off; `user_token` also
-turns off `user_gate`, which gates on the user token); `ablation/objective_weights` (equal
-loss weights); on retail also `sasrec/buy` (the newest item's output as the user vector,
+`mpformer` (the dataset's MPFormer config with every switch on, as in the paper, whatever
+configs/base.py's defaults); `single/<o>` (KuaiFormer with `model.objectives=(o,)`, and the
+user token where MPFormer has one); `ablation/<switch>` (MPFormer, one switch off;
+`user_token` also turns off `user_gate`, which gates on the user token);
+`ablation/all_structure` (every switch but the target-weight head off: the objectives share
+one set of query tokens); `ablation/off_by_default` (the config as it comes, with the switches
+configs/base.py leaves off); `ablation/objective_weights` (equal loss weights); on retail also `sasrec/buy` (the newest item's output as the user vector,
 full softmax over the catalogue, trained on buy targets).
 
 Datasets (`--dataset`): `synthetic` (configs/base.py, the built-in platform), `story` (the
@@ -34,7 +37,9 @@ A workdir whose metrics.jsonl holds a final record from the same command is read
 retrained (an interrupted benchmark resumes); so is a seed whose entry in the results JSON
 under `--out` records the same command (`command`: the argv without interpreter and workdir,
 paths relative to the checkout), which lets seeds be added to a table after the scratch
-workdirs are gone. `--overwrite` retrains.
+workdirs are gone; `--read_from` adds the results JSONs of other folders (runs split over
+processes, each pinned to a core with its own `--out`), and `--no_train` builds the table from
+what is recorded, failing where it would have to train. `--overwrite` retrains.
 """
 from __future__ import annotations
 
@@ -148,20 +153,31 @@ OBJECTIVES = SYNTHETIC.objectives
 def run_specs(dataset: str = "synthetic") -> dict[str, tuple[str, dict]]:
   """name -> (config file, overrides) for every run of the benchmark on `dataset`."""
   d = DATASETS[dataset]
-  runs = {"mpformer": (d.mpformer, {})}
+  # MPFormer as the paper has it: every switch the dataset supports on, whatever the config's
+  # defaults (configs/base.py keeps on only what earned a gain here).
+  every = {f"model.{s}": True for s in d.switches}
+  runs = {"mpformer": (d.mpformer, every)}
+  # KuaiFormer per objective, with the user token wherever MPFormer has one (same inputs).
+  token = {"model.user_token": True} if "user_token" in d.switches else {}
   for o in d.objectives:
     runs[f"single/{o}"] = (d.single, {"model.objectives": (o,),
-                                      "loss.objective_weights": (1.0,)})
+                                      "loss.objective_weights": (1.0,), **token})
   for name, config, overrides, _ in d.extra:
     runs[name] = (config, dict(overrides))
   for s in d.switches:
-    off = {f"model.{s}": False}
+    off = {**every, f"model.{s}": False}
     if s == "user_token":
       off["model.user_gate"] = False  # The gate reads the user token.
     runs[f"ablation/{s}"] = (d.mpformer, off)
+  # Every switch but the target-weight head off: one shared set of query tokens, trained on
+  # the weighted sum of the objectives' losses (what remains without objective conditioning).
+  runs["ablation/all_structure"] = (d.mpformer, {**every, **{
+      f"model.{s}": False for s in d.switches if s != "target_weights"}})
+  # The config as it comes: the switches configs/base.py turns off by default, off.
+  runs["ablation/off_by_default"] = (d.mpformer, {})
   if not d.equal_weights:
-    runs["ablation/objective_weights"] = (d.mpformer,
-                                          {"loss.objective_weights": (1.0,) * len(d.objectives)})
+    runs["ablation/objective_weights"] = (d.mpformer, {
+        **every, "loss.objective_weights": (1.0,) * len(d.objectives)})
   return runs
 
 
@@ -256,12 +272,17 @@ def command_key(argv: list[str]) -> list[str]:
 
 
 def recorded_entries(args) -> dict[str, dict]:
-  """name -> {seed: entry} from the results JSON already under `--out`, if any."""
-  path = Path(args.out) / f"{results_stem(DATASETS[args.dataset])}.json"
-  if not path.exists():
-    return {}
-  old = json.loads(path.read_text())
-  return {n: e["per_seed"] for n, e in old.items() if isinstance(e, dict) and "per_seed" in e}
+  """name -> {seed: entry} from the results JSON under `--out` and those under `--read_from`
+  (the first to hold a seed wins)."""
+  recorded: dict[str, dict] = {}
+  dirs = [args.out] + [d for d in args.read_from.split(",") if d]
+  for path in (Path(d) / f"{results_stem(DATASETS[args.dataset])}.json" for d in dirs):
+    if not path.exists():
+      continue
+    for name, e in json.loads(path.read_text()).items():
+      if isinstance(e, dict) and "per_seed" in e:
+        recorded[name] = {**e["per_seed"], **recorded.get(name, {})}
+  return recorded
 
 
 def results_stem(d: Dataset) -> str:
@@ -289,6 +310,9 @@ def run_all(args, names: list[str], cpu: str) -> dict[str, dict]:
         continue
       same = meta_path.exists() and key(json.loads(meta_path.read_text())["argv"]) == key(argv)
       if not same or args.overwrite or final_record(workdir) is None:
+        if args.no_train:
+          raise SystemExit(f"--no_train: {name} seed {seed} is not recorded by this command "
+                           f"under --out, --read_from or {workdir}")
         if workdir.exists() and (args.overwrite or not same):
           shutil.rmtree(workdir)  # Stale (other command) or forced: train from scratch.
         workdir.mkdir(parents=True, exist_ok=True)
@@ -372,6 +396,11 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                                                    "multi_objective"),
                  help="parent of the per-run workdirs")
   p.add_argument("--overwrite", action="store_true", help="retrain finished runs")
+  p.add_argument("--read_from", default="",
+                 help="comma-separated folders whose results JSONs also hold recorded seeds "
+                      "(e.g. the --out of runs made in parallel)")
+  p.add_argument("--no_train", action="store_true",
+                 help="only report recorded seeds: fail where one would have to train")
   p.add_argument("--update_readme", action="store_true")
   p.add_argument("--readme", default=os.path.join(os.path.dirname(__file__), "README.md"))
   args = common.parse_args(p, argv)

@@ -96,7 +96,8 @@ def readme_section(out: dict, dataset, flags: str, png_rel: str, start: str, end
   lines = [start, title, "",
            f"`python benchmarks/multi_objective.py{flags}` on {m['cpu']} ({m['cores']} cores, "
            f"jax {m['jax_version']} {m['platform']}), {s['date'][:10]}. Dataset "
-           f"`{dataset.name}`: configs/{dataset.mpformer} (MPFormer, ablations) and "
+           f"`{dataset.name}`: configs/{dataset.mpformer} (MPFormer with every switch on, "
+           "ablations) and "
            f"configs/{dataset.single} with `model.objectives=(o,)` (single models), all with "
            f"{size}: same data, backbone size and step budget, **{s['seeds']} seeds** each "
            "(mean ± sample std). Quality: held-out **test** split (or *valid*, where the test "
@@ -138,7 +139,8 @@ def readme_section(out: dict, dataset, flags: str, png_rel: str, start: str, end
   else:
     lines += ["", f"Personalised against uniform quotas, mean merged exposure: {merged}."]
   lines += ["", "`ablation/user_token` also switches off `model.user_gate` (the PEPNet gate "
-            "reads the user token). Without `target_weights` the quotas are uniform, so both "
+            "reads the user token); `ablation/all_structure` switches off every mechanism but "
+            "the target-weight head, so all objectives share one set of query tokens. Without `target_weights` the quotas are uniform, so both "
             "merged numbers coincide. Single models have no merged list (n/a).",
             "", f"![multi-objective benchmark]({png_rel})", end]
   return "\n".join(lines)

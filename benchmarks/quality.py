@@ -8,7 +8,7 @@ only compared with the variant it used. Runs per dataset:
   ml1m, beauty: `ours` (configs/ml1m.py, configs/beauty.py: the one recipe, configs/recipe.py)
   and `sasrec` (configs/sasrec_*.py);
   ml100k: `mpformer` (configs/ml100k.py: watch / like / love) and `single/<o>` (the same
-  config with one objective and configs/kuaiformer.py's MPFormer switches off).
+  config with one objective and configs/kuaiformer.py's MPFormer switches).
 Each run is `python -m launch.train`, then `python -m launch.evaluate --retrieval=exact` and
 `--retrieval=scann`, in fresh subprocesses and a workdir under `--scratch`. Recorded: NDCG and
 Recall@{10,50,200} of exact retrieval (per objective `test/<o>/hr@K` on ML-100K), ScaNN's
@@ -98,11 +98,12 @@ PUBLISHED = {"ml1m": _entries(_PUB), "beauty": _entries(_PUB_BEAUTY),
 
 
 def single_switches() -> dict:
-  """`model.<switch>: False` for each MPFormer mechanism configs/kuaiformer.py turns off."""
+  """`model.<switch>: value` for each MPFormer switch configs/kuaiformer.py sets apart from
+  configs/base.py (its mechanisms off, the user token kept)."""
   sys.path.insert(0, str(REPO))
   from configs import base, kuaiformer  # pylint: disable=import-outside-toplevel
   mp, kf = base.get_config().model, kuaiformer.get_config().model
-  return {f"model.{k}": False for k, v in kf.items() if v is False and mp[k] is True}
+  return {f"model.{k}": v for k, v in kf.items() if isinstance(v, bool) and v != mp[k]}
 
 
 def run_specs(dataset: str) -> dict[str, tuple[str, dict]]:

@@ -13,7 +13,9 @@ def get_config(arg: str | None = None):
 def single_objective(c, objective: str):
   """Config `c` as KuaiFormer on `objective` alone: MPFormer's mechanisms off."""
   c.model.objectives = (objective,)
-  c.model.update(attention_bias=False, recency_bias=False, user_gate=False,
+  # Our KuaiFormer keeps the user-profile token wherever the data has user features (the
+  # quality recipe's figures were measured with it); the rest of MPFormer is off.
+  c.model.update(user_token=True, attention_bias=False, recency_bias=False, user_gate=False,
                  target_weights=False)
   c.loss.objective_weights = (1.0,)
   return c

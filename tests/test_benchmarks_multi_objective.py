@@ -27,16 +27,25 @@ def _finite(x):
 def test_run_specs_cover_every_switch():
   mo = _load()
   runs = mo.run_specs()
-  assert len(runs) == 1 + 4 + 6 + 1
-  assert runs["mpformer"] == ("base.py", {})  # configs/base.py as is.
-  assert runs["ablation/objective_weights"] == ("base.py", {"loss.objective_weights":
-                                                            (1.0, 1.0, 1.0, 1.0)})
+  assert len(runs) == 1 + 4 + 6 + 1 + 1 + 1
+  assert runs["ablation/off_by_default"] == ("base.py", {})   # configs/base.py as it comes
+  every = {f"model.{s}": True for s in mo.SWITCHES}
+  # MPFormer has every switch on whatever configs/base.py's defaults; ablations turn one off.
+  assert runs["mpformer"] == ("base.py", every)
+  assert runs["ablation/objective_weights"] == ("base.py", {
+      **every, "loss.objective_weights": (1.0, 1.0, 1.0, 1.0)})
   assert runs["single/like"] == ("kuaiformer.py", {"model.objectives": ("like",),
-                                                   "loss.objective_weights": (1.0,)})
-  assert runs["ablation/user_token"][1] == {"model.user_token": False,
+                                                   "loss.objective_weights": (1.0,),
+                                                   "model.user_token": True})
+  assert runs["ablation/user_token"][1] == {**every, "model.user_token": False,
                                             "model.user_gate": False}
   for switch in mo.SWITCHES:
-    assert runs[f"ablation/{switch}"][1][f"model.{switch}"] is False
+    off = runs[f"ablation/{switch}"][1]
+    assert [s for s in mo.SWITCHES if not off[f"model.{s}"]] == (
+        [switch] if switch != "user_token" else ["user_gate", "user_token"])
+  # All structure off: only the target-weight head is left.
+  assert {k for k, v in runs["ablation/all_structure"][1].items() if v} == {
+      "model.target_weights"}
   # The story dataset: the same runs, every one on the platform with one cause per objective.
   assert mo.run_specs("story") == runs
   story = mo.size_overrides(mo.parse_args(["--dataset", "story"]))
@@ -45,7 +54,8 @@ def test_run_specs_cover_every_switch():
   # ML-100K: KuaiFormer singles on its build; no equal-weights ablation (already equal).
   ml = mo.run_specs("ml100k")
   assert ml["single/love"] == ("ml100k.py:watch", {"model.objectives": ("love",),
-                                                   "loss.objective_weights": (1.0,)})
+                                                   "loss.objective_weights": (1.0,),
+                                                   "model.user_token": True})
   assert "ablation/objective_weights" not in ml and "ablation/user_token" in ml
   assert "ablation/objective_weights" not in mo.run_specs("retail")
   watch = ml100k.get_config("watch")
@@ -58,7 +68,8 @@ def test_run_specs_cover_every_switch():
 def test_retail_specs_and_seed_statistics():
   mo = _load()
   runs = mo.run_specs("retail")
-  assert runs["mpformer"] == ("retail.py", {})
+  assert runs["mpformer"] == ("retail.py", {f"model.{s}": True for s in mo.RETAIL.switches})
+  assert "model.user_token" not in runs["single/buy"][1]   # retail has no user table
   assert runs["single/cart"][0] == "retail.py:buy"   # KuaiFormer on the retail build
   assert runs["sasrec/buy"][1]["model.readout"] == "last"
   assert mo.objectives_of(mo.RETAIL, "sasrec/buy") == ("buy",)
@@ -141,3 +152,24 @@ def test_quick_subset_layout_resume_and_readme(tmp_path, monkeypatch):
   # ...but another command (here another step budget) trains.
   with pytest.raises(AssertionError, match="was retrained"):
     mo.main([a if a != "4" else "5" for a in argv])
+
+
+def test_recorded_seeds_from_several_folders_and_no_train(tmp_path):
+  mo = _load()
+  def write(folder, seeds, value):
+    folder.mkdir()
+    (folder / "multi_objective_retail.json").write_text(json.dumps({
+        "mpformer": {"per_seed": {str(s): {"buy/hr@50": value} for s in seeds}},
+        "summary": {}}))
+  write(tmp_path / "out", [0], 0.1)
+  write(tmp_path / "a", [0, 1], 0.2)
+  write(tmp_path / "b", [2], 0.3)
+  args = mo.parse_args(["--dataset", "retail", "--out", str(tmp_path / "out"),
+                        "--read_from", f"{tmp_path / 'a'},{tmp_path / 'b'}"])
+  got = mo.recorded_entries(args)["mpformer"]
+  # Seed 0 from --out (first wins), 1 from a, 2 from b.
+  assert {s: e["buy/hr@50"] for s, e in got.items()} == {"0": 0.1, "1": 0.2, "2": 0.3}
+  # Recorded by another command (no `command` here): --no_train refuses to train.
+  with pytest.raises(SystemExit, match="--no_train: mpformer seed 0 is not recorded"):
+    mo.main(["--dataset", "retail", "--only", "mpformer", "--no_train", "--out",
+             str(tmp_path / "out"), "--scratch", str(tmp_path / "runs")])
