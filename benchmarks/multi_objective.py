@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import json
 import math
 import os
@@ -173,12 +174,21 @@ def run_specs(dataset: str = "synthetic") -> dict[str, tuple[str, dict]]:
   # the weighted sum of the objectives' losses (what remains without objective conditioning).
   runs["ablation/all_structure"] = (d.mpformer, {**every, **{
       f"model.{s}": False for s in d.switches if s != "target_weights"}})
-  # The config as it comes: the switches configs/base.py turns off by default, off.
-  runs["ablation/off_by_default"] = (d.mpformer, {})
+  # The config as it comes: the switches configs/base.py turns off by default, off (spelt
+  # out, so a run recorded under other defaults is not mistaken for this one).
+  runs["ablation/off_by_default"] = (d.mpformer, default_switches(d))
   if not d.equal_weights:
     runs["ablation/objective_weights"] = (d.mpformer, {
         **every, "loss.objective_weights": (1.0,) * len(d.objectives)})
   return runs
+
+
+def default_switches(d: Dataset) -> dict:
+  """`model.<switch>: value` of each of the dataset's switches in its MPFormer config."""
+  path, _, variant = d.mpformer.partition(":")
+  module = importlib.import_module(f"configs.{Path(path).stem}")
+  model = module.get_config(variant or None).model
+  return {f"model.{s}": bool(model[s]) for s in d.switches}
 
 
 def objectives_of(dataset: Dataset, name: str) -> tuple[str, ...]:

@@ -28,7 +28,11 @@ def test_run_specs_cover_every_switch():
   mo = _load()
   runs = mo.run_specs()
   assert len(runs) == 1 + 4 + 6 + 1 + 1 + 1
-  assert runs["ablation/off_by_default"] == ("base.py", {})   # configs/base.py as it comes
+  # configs/base.py as it comes, its switches spelt out.
+  from configs import base  # pylint: disable=import-outside-toplevel
+  assert runs["ablation/off_by_default"] == ("base.py", {
+      f"model.{s}": base.get_config().model[s] for s in mo.SWITCHES})
+  assert mo.run_specs("retail")["ablation/off_by_default"][1]["model.target_weights"] is True
   every = {f"model.{s}": True for s in mo.SWITCHES}
   # MPFormer has every switch on whatever configs/base.py's defaults; ablations turn one off.
   assert runs["mpformer"] == ("base.py", every)
