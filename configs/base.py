@@ -1,11 +1,12 @@
 """Default config: MPFormer on the built-in synthetic short-video platform.
 
-One retriever for the four objectives click / long_view / like / follow: objective-
-conditioned query tokens, a per-objective recency bias and personalised target weights
-(DESIGN 2.5-2.7). MPFormer's switches are on by default only where their ablations showed a
-gain and no loss; the behaviour-type attention bias, the user token and its gates are off
-(benchmarks/README.md, "Multi-objective"): set them True for the paper's model.
-configs/kuaiformer.py is the single-objective retriever.
+One retriever for the four objectives click / long_view / like / follow: shared query
+tokens conditioned on each objective by a recency bias, one loss per objective and
+personalised target weights (DESIGN 2.5-2.7). MPFormer's switches are on by default only
+where their ablations showed a gain and no loss; the objective embedding, the behaviour-type
+attention bias, the user token and its gates are off (benchmarks/README.md,
+"Multi-objective"): set them True for the paper's model. configs/kuaiformer.py is the
+single-objective retriever.
 
 Usage:
   python -m launch.train --config=configs/base.py --workdir=/tmp/run
@@ -74,7 +75,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # gain beyond two standard errors and no loss elsewhere (benchmarks/README.md,
       # "Multi-objective"; all on = the paper's MPFormer, all off = KuaiFormer).
       user_token=False,             # user-profile token at position 0: loss on the story
-      objective_embedding=True,     # q_{o,j} = q_j + e_o when several objectives
+      objective_embedding=False,    # q_{o,j} = q_j + e_o when several objectives: loss
+                                    # on retail (view, cart, buy), no gain elsewhere
       attention_bias=False,         # beta[o, head, behaviour(i)] on query->item logits:
                                     # loss on retail view, no gain elsewhere
       recency_bias=True,            # + gamma[o, head] * log2 age bucket(i): gain on
