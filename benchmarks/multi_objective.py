@@ -118,7 +118,8 @@ ML100K = Dataset(
     name="ml100k", mpformer="ml100k.py", single="ml100k.py:watch",
     objectives=("watch", "like", "love"), switches=SWITCHES,
     size={"train.num_steps": 500, "eval.merged_n": MERGED_N},
-    quick_size={"train.num_steps": 20}, equal_weights=True)
+    quick_size={"train.num_steps": 20}, equal_weights=True,
+    title="## MPFormer's mechanisms on MovieLens-100K (watch / like / love)")
 # Retailrocket (configs/retail.py: max_len 50, no compression, no user table, so no user
 # token or gate). Evaluation takes the first 7,000 of the ~14,000 users with a held-out
 # target (all of them took twice the training time on one core).
