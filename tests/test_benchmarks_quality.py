@@ -28,7 +28,8 @@ def test_run_specs_and_published(load_benchmark):
   assert specs["mpformer"] == ("configs/ml100k.py", {})
   assert specs["single/like"] == ("configs/ml100k.py", {
       "model.objectives": ("like",), "loss.objective_weights": (1.0,),
-      "model.user_token": True, "model.target_weights": False})  # configs/kuaiformer.py's
+      "model.user_token": True, "model.recency_bias": False,
+      "model.target_weights": False})  # configs/kuaiformer.py's, against configs/base.py
   pub = q.PUBLISHED["ml1m"]
   assert pub["gSASRec"]["variant"] == "seen removed" and pub["HSTU"]["variant"] == "all items"
   assert pub["gSASRec"]["ndcg@10"] == 0.1726 and pub["gSASRec"]["recall@10"] == 0.3003
