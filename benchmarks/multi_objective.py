@@ -8,8 +8,9 @@ user token where MPFormer has one); `ablation/<switch>` (MPFormer, one switch of
 `user_token` also turns off `user_gate`, which gates on the user token);
 `ablation/all_structure` (every switch but the target-weight head off: the objectives share
 one set of query tokens); `ablation/off_by_default` (the config as it comes, with the switches
-configs/base.py leaves off); `ablation/objective_weights` (equal loss weights); on retail also `sasrec/buy` (the newest item's output as the user vector,
-full softmax over the catalogue, trained on buy targets).
+configs/base.py leaves off); `ablation/objective_weights` (equal loss weights); on retail
+also `sasrec/buy` (the newest item's output as the user vector, full softmax over the
+catalogue, trained on buy targets).
 
 Datasets (`--dataset`): `synthetic` (configs/base.py, the built-in platform), `story` (the
 same with `data.objective_story=True`: one cause per objective, and a stated expectation of
