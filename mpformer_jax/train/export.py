@@ -155,8 +155,9 @@ class Exporter:
     return {"max_len": data.max_len, "dataset_objectives": list(spec.objectives),
             "event_features": [list(f) for f in spec.event_features],
             "item_features": [list(f) for f in spec.item_features],
-            "user_features": [list(f) for f in spec.user_features] if self.model.has_user_token
-                             else [],
+            # The tower's input width, read or not: a model without the user token takes
+            # zeros there (the user table above is exported only when the token reads it).
+            "user_features": [list(f) for f in spec.user_features],
             "behaviours": behaviours, "gap_edges_s": list(GAP_EDGES_S)}
 
   def _index(self, tmp: str, items: np.ndarray, params, k: int) -> dict[str, Any]:
