@@ -50,27 +50,22 @@ RETAIL_OBJECTIVES = ("view", "cart", "fav", "buy")
 RESULTS = {"synthetic": "multi_objective.json", "retail": "multi_objective_retail.json"}
 
 
-def _configs(dataset: str, quick: bool) -> dict:
-  """name -> config of the MPFormer and the single-objective models of `dataset`."""
-  if dataset == "synthetic":
-    make = lambda objectives: serving.synthetic_config(10_000, 2_000, "exact", objectives,
-                                                       quick)
-    return {"mpformer": make(None)} | {f"single/{o}": make((o,)) for o in SYNTHETIC_OBJECTIVES}
-  out = {"mpformer": retail.get_config()}
-  for o in RETAIL_OBJECTIVES:
-    c = retail.get_config("buy")
-    c.model.objectives, c.loss.objective_weights = (o,), (1.0,)
-    out[f"single/{o}"] = c
-  for c in out.values():
-    c.export.update(index="exact", keep=1)
-  return out
-
-
 def configs(dataset: str, quick: bool) -> dict:
   """name -> config of the MPFormer (every switch on, as in the multi-objective benchmark
   whose training figures this table reads) and of the single-objective models."""
-  out = _configs(dataset, quick)
+  if dataset == "synthetic":
+    make = lambda objectives: serving.synthetic_config(10_000, 2_000, "exact", objectives,
+                                                       quick)
+    out = {"mpformer": make(None)} | {f"single/{o}": make((o,)) for o in SYNTHETIC_OBJECTIVES}
+  else:
+    out = {"mpformer": retail.get_config()}
+    for o in RETAIL_OBJECTIVES:
+      c = retail.get_config("buy")
+      c.model.objectives, c.loss.objective_weights = (o,), (1.0,)
+      out[f"single/{o}"] = c
   out["mpformer"].model.update({s: True for s in multi_objective.DATASETS[dataset].switches})
+  for c in out.values():
+    c.export.update(index="exact", keep=1)
   return out
 
 

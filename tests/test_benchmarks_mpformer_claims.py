@@ -28,6 +28,19 @@ def test_exposure_gain_per_seed_by_hand(load_benchmark, tmp_path):
   assert (out["training_ratio"], out["params_ratio"], out["hr50_ratio_min"]) == (0.3, 0.25, 0.9)
 
 
+@pytest.mark.parametrize("dataset", ["synthetic", "retail"])
+def test_mpformer_has_every_switch_on_and_singles_one_objective(load_benchmark, dataset):
+  """The serving comparison reads the benchmark's training figures, whose MPFormer has every
+  switch on whatever configs/base.py defaults to."""
+  claims = load_benchmark("mpformer_claims")
+  multi_objective = load_benchmark("multi_objective")
+  out = claims.configs(dataset, quick=True)
+  assert all(out["mpformer"].model[s] for s in multi_objective.DATASETS[dataset].switches)
+  singles = {k: c for k, c in out.items() if k != "mpformer"}
+  assert len(singles) == 4 and all(len(c.model.objectives) == 1 for c in singles.values())
+  assert {c.export.index for c in out.values()} == {"exact"}
+
+
 @pytest.mark.slow   # about 2 minutes: five tiny artifacts published, loaded and timed
 def test_quick_claims_benchmark(load_benchmark, tmp_path):
   claims = load_benchmark("mpformer_claims")
