@@ -3,9 +3,9 @@
   python -m launch.train --config=configs/beauty.py --workdir=/tmp/beauty
 The one recipe (configs/recipe.py) on this dataset: nothing here but the data, and ScaNN's
 search breadth (evaluation only). From Beauty's statistics (median length 6, 99th
-percentile 43, 16 events per item) the recipe derives max_len 48, no compression, 128
-in-batch negatives and 2,054 steps (2 passes over the 131K training positions); the log
-says why.
+percentile 43, 16 events per item: sparse) the recipe derives max_len 48, no compression,
+the exact softmax over the 12,101 items and 2,054 steps (2 passes over the 131K training
+positions); the log says why.
 Raw files: data.dir (default $MPFORMER_DATA or ../shared/data), built once with TFDS.
 """
 from configs import recipe

@@ -24,3 +24,25 @@ def test_long_history_benchmark_trains_and_reports(load_benchmark, tmp_path):
   again = bench.main(argv)  # finished workdirs are read back, not retrained
   assert again["variants"]["solar"]["test/hr@50"] == out["variants"]["solar"]["test/hr@50"]
   assert (tmp_path / "runs" / "solar_steps10_seed0" / "metrics.jsonl").stat().st_mtime == mtime
+
+
+def test_ml1m_workload_runs_the_recipe_with_each_encoder(load_benchmark, tmp_path):
+  """configs/ml1m_long.py: the recipe on ML-1M, 1,024 events, the three encoders; its table
+  goes under its own README marker."""
+  from configs import ml1m_long  # pylint: disable=import-outside-toplevel
+  bench = load_benchmark("long_history")
+  argv = bench.command("solar", tmp_path, None, 0, "ml1m")
+  assert argv[3].endswith("configs/ml1m_long.py:default")
+  shapes = {v: ml1m_long.get_config(bench.VARIANTS[v]) for v in bench.VARIANTS}
+  assert shapes["solar"].model.long_history == "solar" and shapes["solar"].data.max_len == 1024
+  assert shapes["compress"].model.compression.schedule == ((256, 3), (64, 2), (16, 5))
+  assert shapes["recent"].data.max_len == 48
+  assert {c.data.name for c in shapes.values()} == {"ml1m"}
+  assert {c.train.num_steps for c in shapes.values()} == {1_000}
+  entry = {"test/hr@10": 0.1, "test/hr@50": 0.2, "test/ndcg@10": 0.05, "eval/hr@50": 0.2,
+           "eval/ndcg@10": 0.06, "test/popularity/hr@50": 0.1, "step_s": 0.5, "params": 10}
+  text = bench.readme_section(dict(
+      machine=dict(cpu="cpu", cores=2, jax_version="x"), workload="ml1m", flags="", seeds=1,
+      date="2026-12-04", variants={"solar": entry}, png="p.png"))
+  assert text.startswith("<!-- long_history_ml1m:start -->") and "## Long histories on ML-1M" in text
+  assert "| solar | 0.1000 | 0.2000 | 0.0500 | 0.2000 | 0.0600 | 0.1000 | 500 | 10 |" in text

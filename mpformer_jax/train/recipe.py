@@ -11,8 +11,9 @@ values, not the markers. The rules (B = train.batch_size):
                           32, the rest in windows of 16 (none if under 32 events)
   model.dropout           dense_dropout if events per item >= dense_events_per_item, else
                           sparse_dropout
-  loss.negatives / kind   the exact softmax over the catalogue if num_items <=
-                          catalogue_max_items, else in-batch negatives with logQ correction
+  loss.negatives / kind   the exact softmax over the catalogue if the data are sparse (as for
+                          dropout) and num_items <= catalogue_max_items (its cost), else
+                          in-batch negatives with logQ correction
   loss.next_item_targets  B * mean + 4 * sqrt(B) * std of an example's next-item rows, up to
                           a multiple of 128 (0 = dense if that saves under 10%)
   train.num_steps         epochs passes over the training examples, within [min_steps,
@@ -102,8 +103,10 @@ def derive(config, stats: DatasetStats) -> dict[str, tuple[object, str]]:
   out["model.dropout"] = (r.dense_dropout if dense else r.sparse_dropout,
                           f"{stats.events_per_item:.0f} events per item "
                           f"({'>=' if dense else '<'} {r.dense_events_per_item})")
-  exact = stats.num_items <= r.catalogue_max_items
-  why = f"{stats.num_items} items ({'<=' if exact else '>'} {r.catalogue_max_items})"
+  small = stats.num_items <= r.catalogue_max_items
+  exact = small and not dense
+  why = (f"{'dense' if dense else 'sparse'} data, {stats.num_items} items "
+         f"({'<=' if small else '>'} {r.catalogue_max_items})")
   out["loss.negatives"] = ("catalogue" if exact else "in_batch", why)
   out["loss.kind"] = ("softmax" if exact else "smooth_logq", why)
   raw = max_len - sum(w * g for w, g in schedule)

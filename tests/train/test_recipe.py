@@ -50,7 +50,7 @@ def _config(**recipe_overrides):
 
 def test_derive_from_statistics():
   sparse = _stats([6] * 90 + [50] * 10, num_items=2_000)        # 1,040 events: 0.5 per item
-  d = recipe.derive(_config(catalogue_max_items=5_000, sparse_dropout=0.5), sparse)
+  d = recipe.derive(_config(sparse_dropout=0.5), sparse)
   assert d["data.max_len"][0] == 56                 # p99 = 50 rounded up to 8
   assert d["model.compression.schedule"][0] == ()
   assert d["model.dropout"][0] == 0.5               # sparse
@@ -65,6 +65,9 @@ def test_derive_from_statistics():
   assert d["model.dropout"][0] == 0.0
   assert d["loss.negatives"][0] == "in_batch" and d["loss.kind"][0] == "smooth_logq"
   assert d["train.num_steps"][0] == 5                # max_steps
+  # Sparse but over the catalogue cap: in-batch negatives.
+  d = recipe.derive(_config(catalogue_max_items=1_000), sparse)
+  assert d["loss.negatives"][0] == "in_batch" and "2000 items (> 1000)" in d["loss.kind"][1]
 
 
 def test_resolve_fills_only_auto_fields_and_logs():
