@@ -233,6 +233,14 @@ def interleaved(jobs: list[tuple], budget_s: float) -> list[dict]:
                p90_s=float(np.percentile(t, 90)), iters=len(t)) for t in times]
 
 
+def bytes_accessed(compiled) -> Optional[float]:
+  """XLA's estimate of the bytes a compiled step reads and writes (its cost analysis; no
+  caches), or None where the backend gives none."""
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) and cost else cost
+  return float(cost["bytes accessed"]) if cost and "bytes accessed" in cost else None
+
+
 def prepare(p: Point, peak: float, max_step_s: float, max_bytes: float,
             rate: Optional[float], mesh: bool = False) -> tuple[dict, Optional[tuple]]:
   """(row, (step, args) to time, or None when skipped); `mesh`: data parallel."""
@@ -259,6 +267,7 @@ def prepare(p: Point, peak: float, max_step_s: float, max_bytes: float,
   t0 = time.perf_counter()
   compiled = step.lower(jax.eval_shape(lambda: random_state(model, tx, batch)), batch).compile()
   row["compile_s"] = time.perf_counter() - t0
+  row["bytes_accessed"] = bytes_accessed(compiled)
   mem = compiled.memory_analysis()
   need = 0 if mem is None else (mem.argument_size_in_bytes + mem.temp_size_in_bytes
                                 + mem.output_size_in_bytes - mem.alias_size_in_bytes)
