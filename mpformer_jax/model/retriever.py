@@ -32,36 +32,37 @@ LONG_HISTORY = ("compress", "solar")
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-  """Static model hyper-parameters (built from `config.model` by `from_config`)."""
+  """Static model hyper-parameters, built from `config.model` by `from_config`: the defaults
+  live in configs/base.py only."""
   max_len: int
-  d_model: int = 64
-  num_layers: int = 2
-  num_heads: int = 4
-  mlp_hidden: int = 256
-  item_embed_dim: int = 64
-  feature_dim: int = 16
-  num_queries: int = 4
-  output_dim: int = 64
-  objectives: tuple[str, ...] = ("click",)
-  user_token: bool = True
-  objective_embedding: bool = True
-  attention_bias: bool = False      # beta[o, head, behaviour_type(i)] on query->item logits
-  recency_bias: bool = False        # + gamma[o, head] * age_bucket(i)
-  user_gate: bool = False           # PEPNet gate on every backbone FFN output
-  target_weights: bool = False      # personalised objective-mix head
-  weight_recent: int = 50           # recent events defining the objective-mix target
-  max_query_tokens: int = 64        # budget for O * k query tokens
-  readout: str = "queries"          # "queries" (k interests) or "last" (SASRec: newest item)
-  normalize: bool = False
-  dropout: float = 0.0              # on the token embeddings and residual branches (training)
-  schedule: tuple[tuple[int, int], ...] = ()
-  long_history: str = "compress"    # "compress" (the schedule; () = plain) or "solar"
-  solar_rank: int = 16              # SVD-Attention landmarks r
-  solar_recent: int = 48            # newest events kept in the backbone under "solar"
-  pool: str = "mean"
-  impl: str = "auto"
-  dtype: str = "float32"            # activations and matmuls ("bfloat16": mixed precision)
-  param_dtype: str = "float32"      # parameters and optimizer moments
+  d_model: int
+  num_layers: int
+  num_heads: int
+  mlp_hidden: int
+  item_embed_dim: int
+  feature_dim: int
+  num_queries: int
+  output_dim: int
+  objectives: tuple[str, ...]
+  user_token: bool
+  objective_embedding: bool
+  attention_bias: bool  # beta[o, head, behaviour_type(i)] on query->item logits
+  recency_bias: bool  # + gamma[o, head] * age_bucket(i)
+  user_gate: bool  # PEPNet gate on every backbone FFN output
+  target_weights: bool  # personalised objective-mix head
+  weight_recent: int  # recent events defining the objective-mix target
+  max_query_tokens: int  # budget for O * k query tokens
+  readout: str  # "queries" (k interests) or "last" (SASRec: newest item)
+  normalize: bool
+  dropout: float  # on the token embeddings and residual branches (training)
+  schedule: tuple[tuple[int, int], ...]
+  long_history: str  # "compress" (the schedule; () = plain) or "solar"
+  solar_rank: int  # SVD-Attention landmarks r
+  solar_recent: int  # newest events kept in the backbone under "solar"
+  pool: str
+  impl: str
+  dtype: str  # activations and matmuls ("bfloat16": mixed precision)
+  param_dtype: str  # parameters and optimizer moments
 
   @property
   def backbone_len(self) -> int:

@@ -36,7 +36,13 @@ def toy_batch(b=3, l=12, seed=0):
 def model_cfg(**overrides):
   cfg = ModelConfig(max_len=12, d_model=16, num_layers=2, num_heads=2, mlp_hidden=32,
                     item_embed_dim=8, feature_dim=4, num_queries=3, output_dim=8,
-                    objectives=("click", "like"), schedule=((4, 1), (2, 2)))
+                    objectives=("click", "like"), user_token=True, objective_embedding=True,
+                    attention_bias=False, recency_bias=False, user_gate=False,
+                    target_weights=False, weight_recent=50, max_query_tokens=64,
+                    readout="queries", normalize=False, dropout=0.0,
+                    schedule=((4, 1), (2, 2)), long_history="compress", solar_rank=16,
+                    solar_recent=48, pool="mean", impl="auto", dtype="float32",
+                    param_dtype="float32")
   return dataclasses.replace(cfg, **overrides)
 
 
