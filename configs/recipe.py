@@ -47,8 +47,9 @@ def get_config(arg: str | None = None):
       sparse_dropout=0.0,
       # Negatives: the exact softmax over the catalogue on sparse data, up to this many
       # items (its cost: rows x items a step); in-batch with logQ on dense data. Beauty
-      # (sparse): +13% validation NDCG@10 at 1,000 steps (0.0441 vs 0.0389 +- 0.0007);
-      # ML-1M (dense): no higher, at 2.4x the step (benchmarks/README.md, "Quality").
+      # (sparse): validation NDCG@10 at 1,000 steps 0.0427 +- 0.0014 vs 0.0389 +- 0.0007
+      # (3 seeds each, +10%); ML-1M (dense): no higher, at 2.4x the step
+      # (benchmarks/README.md, "Quality").
       catalogue_max_items=50_000,
       epochs=2,                   # passes over the training examples (every position)
       min_steps=1_000, max_steps=20_000,
