@@ -19,11 +19,10 @@ NEG_INF = -1e30  # finite mask value: keeps softmax NaN-free even on fully maske
 
 
 def dense(features: int, axes: tuple[str, str], name: str, dtype=jnp.float32,
-          use_bias: bool = False) -> nn.Dense:
+          use_bias: bool = False, init=nn.initializers.lecun_normal()) -> nn.Dense:
   """A Dense layer whose kernel is annotated with logical axis names."""
   return nn.Dense(features, use_bias=use_bias, dtype=dtype, name=name,
-                  kernel_init=nn.with_logical_partitioning(
-                      nn.initializers.lecun_normal(), axes))
+                  kernel_init=nn.with_logical_partitioning(init, axes))
 
 
 class RMSNorm(nn.Module):

@@ -35,12 +35,37 @@ def repeated_history_batch():
   return batch
 
 
+def with_memory_read(params, seed=0):
+  """The readers' output projections start at zero (SOLAR starts as the recent window);
+  random ones stand in for trained ones, so that the memory reaches the output."""
+  rng = np.random.default_rng(seed)
+  def fill(path, x):
+    if "readers_" in jax.tree_util.keystr(path) and "'out'" in jax.tree_util.keystr(path):
+      return np.asarray(rng.normal(0.0, 0.3, x.shape), x.dtype)
+    return x
+  return jax.tree_util.tree_map_with_path(fill, nn.meta.unbox(params))
+
+
+def test_solar_starts_as_the_recent_window():
+  """At initialisation the memory's read is zero: old events do not move the output yet."""
+  model = Retriever(SPEC, solar_cfg(4))
+  batch = repeated_history_batch()
+  params = jax.jit(model.init)(jax.random.PRNGKey(0), batch)
+  apply = jax.jit(lambda p, b: model.apply(p, b)[0]["interests"])
+  before = np.asarray(apply(params, batch))
+  batch[schema.HISTORY_IDS][1, 0] = 49
+  np.testing.assert_array_equal(np.asarray(apply(params, batch)), before)
+  outs = [x for p, x in jax.tree_util.tree_leaves_with_path(nn.meta.unbox(params))
+          if "readers_" in jax.tree_util.keystr(p) and "'out'" in jax.tree_util.keystr(p)]
+  assert len(outs) == 2 and all(not np.any(np.asarray(x)) for x in outs)   # one per layer
+
+
 def test_rank_5_equals_full_attention_on_five_distinct_old_events():
   """Rank 5 vs rank N (every old event a landmark: full softmax): interests and every
   parameter gradient agree, as the condition (<= r distinct memory tokens) promises."""
   batch = repeated_history_batch()
   low, full = Retriever(SPEC, solar_cfg(5)), Retriever(SPEC, solar_cfg(L - RECENT))
-  params = jax.jit(low.init)(jax.random.PRNGKey(0), batch)
+  params = with_memory_read(jax.jit(low.init)(jax.random.PRNGKey(0), batch))
 
   def grad_and_interests(model):
     def loss(p):
@@ -63,7 +88,7 @@ def test_old_events_reach_the_interests_only_through_the_memory():
   model = Retriever(SPEC, solar_cfg(4, attention_bias=True, recency_bias=True,
                                     user_gate=True, target_weights=True))
   batch = repeated_history_batch()
-  params = jax.jit(model.init)(jax.random.PRNGKey(0), batch)
+  params = with_memory_read(jax.jit(model.init)(jax.random.PRNGKey(0), batch))
   apply = jax.jit(lambda p, b: model.apply(p, b)[0]["interests"])
   before = np.asarray(apply(params, batch))
   batch[schema.HISTORY_IDS][1, 0] = 49
