@@ -165,9 +165,10 @@ def readme_section(out: dict, png_rel: str) -> str:
               f"step** ({verdict} the <= {TARGET_RATIO}x target).", ""]
     ref = next(r for r in steps if r["encoder"] == "reference")
     if solar.get("bytes_accessed") and ref.get("bytes_accessed"):
+      moved = solar["bytes_accessed"] / ref["bytes_accessed"]
       lines += [f"What sets it: against the 64-event step, its FLOPs are "
                 f"{solar['flops_per_step'] / ref['flops_per_step']:.1f}x but the bytes it reads "
-                f"and writes (XLA's estimate) {solar['bytes_accessed'] / ref['bytes_accessed']:.1f}x: "
+                f"and writes (XLA's estimate) {moved:.1f}x: "
                 "every old event is embedded, projected and differentiated, so the step is "
                 "bound by memory traffic that grows with N, not by attention's FLOPs.", ""]
   lines += ["| encoder | max_len | rank | step (ms) | x 64-event | GFLOP/step | MFU | "
