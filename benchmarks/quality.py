@@ -21,6 +21,7 @@ validation curve (NDCG@10 against training minutes, benchmarks/quality_curves.py
   python benchmarks/quality.py --datasets ml100k --quick        # 30 steps a run, ~2 min in all
   python benchmarks/quality.py --datasets ml1m --only ours --steps 500
   python benchmarks/quality.py --datasets beauty --steps 500 --seeds 0 1 2   # seed spread
+  python benchmarks/quality.py --tables_only --update_readme   # baselines + tables, no runs
 
 Writes `<out>/quality_<dataset>.json` ({run: metrics, "published": {...}, "meta": {...}}) and
 `<out>/quality.png`. A run already in the JSON with the same resolved config (its file and
@@ -33,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
 import hashlib
 import importlib.util
 import io
@@ -52,7 +54,9 @@ if not __package__:  # Run as `python benchmarks/quality.py`: make `benchmarks` 
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # pylint: disable=wrong-import-position
 from benchmarks import runs as trainer  # pylint: disable=wrong-import-position
+from benchmarks import quality_baselines  # pylint: disable=wrong-import-position
 from benchmarks import quality_curves  # pylint: disable=wrong-import-position
+from benchmarks import quality_published  # pylint: disable=wrong-import-position
 from mpformer_jax.data import screening  # pylint: disable=wrong-import-position
 from mpformer_jax.data.registry import make_source  # pylint: disable=wrong-import-position
 from mpformer_jax.data.stats import DatasetStats  # pylint: disable=wrong-import-position
@@ -67,34 +71,12 @@ PREFIXES = dict(VARIANTS, **{COMPLETE[0]: COMPLETE[1]})  # every shown variant -
 KS = (10, 50, 200)
 ML100K_OBJECTIVES = ("watch", "like", "love")  # configs/ml100k.py's, in its order.
 QUICK = {"train.num_steps": 30, "eval.num_users": 256}
+# 2: `seen removed` excludes the whole history (schema.SEEN_IDS), not the newest max_len.
+EVAL_PROTOCOL = 2
 README_START, README_END = "<!-- quality:start -->", "<!-- quality:end -->"
 README_TITLE = "## Quality on real data: ours vs SASRec vs published numbers"
 
-# From shared/data/README.md (Recall@10 = HR@10: one target per user).
-_THIS = "this ML-1M version (3,416 items)"
-_RAW = "raw ML-1M (3,706 items), not this version"
-_PUB = (("SASRec+ (full CE)", "seen removed", 0.3152, 0.1821, "Klenitskiy & Vasilev 2023", _THIS),
-        ("SASRec+ (3,000 negatives)", "seen removed", 0.3159, 0.1857,
-         "Klenitskiy & Vasilev 2023", _THIS),
-        ("ICSRec", "seen removed", 0.3369, 0.2007, "Qin et al. 2024",
-         _THIS + "; one checkpoint, max length 50, not reproduced elsewhere"),
-        ("gSASRec", "seen removed", 0.3003, 0.1726, "Petrov & Macdonald 2023", _THIS),
-        ("SASRec (BCE)", "seen removed", 0.2392, 0.1259, "Petrov & Macdonald 2023", _THIS),
-        ("BERT4Rec", "not stated", 0.2821, 0.1516, "Petrov & Macdonald 2022",
-         _THIS + "; the data README does not state its variant"),
-        ("SASRec (HSTU paper)", "all items", 0.2853, 0.1603, "Zhai et al. 2024 (HSTU)", _RAW),
-        ("HSTU", "all items", 0.3097, 0.1720, "Zhai et al. 2024 (HSTU)", _RAW),
-        ("HSTU-large", "all items", 0.3294, 0.1893, "Zhai et al. 2024 (HSTU)", _RAW))
-_BEAUTY = "this file (S3-Rec 5-core, 12,101 items)"
-_PUB_BEAUTY = (("SASRec+SS (256 negatives)", "seen removed", 0.0921, 0.0531, "eSASRec paper 2025",
-                _BEAUTY),
-               ("eSASRec", "seen removed", 0.0928, 0.0523, "eSASRec paper 2025", _BEAUTY),
-               ("BSARec", "seen removed", 0.1008, 0.0611, "Shin et al. 2024 (official log)",
-                _BEAUTY))
-_entries = lambda pub: {n: {"variant": v, "recall@10": r, "ndcg@10": g, "source": s, "note": t}
-                        for n, v, r, g, s, t in pub}
-PUBLISHED = {"ml1m": _entries(_PUB), "beauty": _entries(_PUB_BEAUTY),
-             "ml100k": {}}  # The data README gives none for ML-100K.
+PUBLISHED = quality_published.PUBLISHED
 
 
 def single_switches() -> dict:
@@ -191,6 +173,19 @@ def entry(dataset: str, config: str, overrides: dict, workdir: Path, proc: dict)
   return e
 
 
+def load_config(config: str, overrides: dict):
+  """The ConfigDict of `config` ("configs/x.py[:arg]", relative to the repo) with overrides."""
+  if str(REPO) not in sys.path:  # Config files import `configs.*`.
+    sys.path.insert(0, str(REPO))
+  path, _, arg = config.partition(":")
+  spec = importlib.util.spec_from_file_location("_quality_config", REPO / path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  cfg = module.get_config(arg or None)
+  cfg.update_from_flattened_dict(dict(overrides))
+  return cfg
+
+
 def config_digest(config: str, overrides: dict, training_only: bool = False) -> str:
   """Hash of the effective config: the config file (and all it imports) with the overrides.
 
@@ -203,14 +198,7 @@ def config_digest(config: str, overrides: dict, training_only: bool = False) -> 
   same. With `training_only` (the workdir's name) `eval.*` is left out: new evaluation
   settings, such as ScaNN's, re-evaluate the trained checkpoint instead of retraining it.
   """
-  if str(REPO) not in sys.path:  # Config files import `configs.*`.
-    sys.path.insert(0, str(REPO))
-  path, _, arg = config.partition(":")
-  spec = importlib.util.spec_from_file_location("_quality_config", REPO / path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  cfg = module.get_config(arg or None)
-  cfg.update_from_flattened_dict(dict(overrides))
+  cfg = load_config(config, overrides)
   if recipe.auto_fields(cfg):  # the values the run derives, not the markers or the rules
     source = screening.screen_users(make_source(cfg.data), cfg.data.invalid_users)
     recipe.resolve(cfg, lambda: DatasetStats.of(source))
@@ -232,6 +220,8 @@ def config_digest(config: str, overrides: dict, training_only: bool = False) -> 
         parent.pop(section)
   if training_only:
     resolved.pop("eval", None)
+  else:  # a change of protocol re-evaluates every run (its checkpoint, not retrained)
+    resolved["eval_protocol"] = EVAL_PROTOCOL
   return hashlib.sha1(json.dumps(resolved, sort_keys=True, default=repr)
                       .encode()).hexdigest()[:10]
 
@@ -268,7 +258,7 @@ def run_one(dataset: str, name: str, config: str, overrides: dict, args, bar) ->
     _evaluate(argv, workdir, retrieval)
   keep = ("wall_seconds", "train_cpu_seconds", "peak_memory_bytes")
   return dict(entry(dataset, config, overrides, workdir, {k: proc.get(k) for k in keep}),
-              config_digest=digest)
+              config_digest=digest, eval_protocol=EVAL_PROTOCOL)
 
 
 def _fmt(v, spec=".4f"):
@@ -284,7 +274,7 @@ def _shown_variants(results: dict) -> list[str]:
 
 
 def _runs(results: dict) -> dict:
-  return {n: e for n, e in results.items() if n not in ("published", "meta")}
+  return {n: e for n, e in results.items() if n not in ("published", "meta", "baselines")}
 
 
 def table(dataset: str, results: dict) -> list[str]:
@@ -311,6 +301,9 @@ def table(dataset: str, results: dict) -> list[str]:
         first = False
         lines.append(f"| {name} ({e['config']}) | {o} | {variant} | "
                      + " | ".join([_fmt(v) for v in vals] + cost) + " |")
+  lines += quality_baselines.table_rows(
+      results.get("baselines", {}), [v for v in _shown_variants(results) if v in VARIANTS],
+      VARIANTS, functools.partial(_key, flat=dataset != "ml100k"))
   notes = {}
   for name, p in sorted(published.items(), key=lambda kv: (kv[1]["variant"], kv[0])):
     lines.append(f"| published: {name}, {p['source']} | | {p['variant']} | "
@@ -323,6 +316,10 @@ def table(dataset: str, results: dict) -> list[str]:
   flag = lambda k, v: f"`--config.{k}={tuple(v) if isinstance(v, list) else v}`"
   lines += [f"- run `{name}`: " + " ".join(flag(k, v) for k, v in o.items()) + "."
             for name, o in own.items() if o]
+  old = [f"`{n}`" for n, e in runs.items() if e.get("eval_protocol", 1) < EVAL_PROTOCOL]
+  lines += [f"- {', '.join(old)}: evaluated when `seen removed` excluded only the newest "
+            f"`data.max_len` events of a history, not all of it; not comparable with the "
+            f"published numbers until re-evaluated (`--reevaluate`)."] * bool(old)
   return lines + seed_lines(dataset, runs) + quality_curves.summary_lines(dataset, runs)
 
 
@@ -358,7 +355,8 @@ def readme_section(all_results: dict, flags: str, png_rel: str, time_rel: str) -
            f"{m['jax_version']} {m['platform']}), {meta['date'][:10]}. Leave-one-out, held-out "
            f"**test** split, all users (configs' `eval.num_users=0`), full ranking "
            f"(shared/data/README.md): `all items` ranks the target against every item, `seen "
-           f"removed` excludes the user's input sequence; compare a published number only with "
+           f"removed` excludes every item of the user's history, however long (as gSASRec's "
+           f"filter_rated); compare a published number only with "
            f"its variant. Recall@K = HR@K (one target). Train s = training-loop wall time "
            f"(compilation in; data build, checkpoints, evaluation out). ScaNN recall@{KS[-1]} = "
            f"overlap of ScaNN's top {KS[-1]} with the exact top {KS[-1]} (same variant); QPS = "
@@ -380,7 +378,7 @@ def plot(all_results: dict, path) -> None:
   panels = {}  # dataset -> [(label, ndcg@10, recall@10)]
   for dataset, results in all_results.items():
     flat, rows = dataset != "ml100k", panels.setdefault(dataset, [])
-    for name, e in _runs(results).items():
+    for name, e in {**_runs(results), **results.get("baselines", {})}.items():
       rows += [(f"{name}{'' if flat else ' ' + o} [{v}]",
                 e.get(_key(PREFIXES[v], o, "ndcg@10", flat)),
                 e.get(_key(PREFIXES[v], o, "hr@10", flat)))
@@ -419,6 +417,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
   p.add_argument("--overwrite", action="store_true", help="retrain runs found in the JSON")
   p.add_argument("--reevaluate", action="store_true",
                  help="evaluate the selected runs' checkpoints again (new metrics, no training)")
+  p.add_argument("--tables_only", action="store_true", help="train and evaluate nothing: "
+                 "the count baselines, then tables, plots (and README) from the JSONs")
   p.add_argument("--update_readme", action="store_true")
   p.add_argument("--readme", default=os.path.join(os.path.dirname(__file__), "README.md"))
   return common.parse_args(p, argv)
@@ -448,6 +448,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
   unknown = {w for w in wanted if not any(w in (n, n.split("/")[0]) for _, n, *_ in plan)}
   if unknown or not plan:
     raise SystemExit(f"--only: no run named {sorted(unknown)} in {args.datasets}")
+  if args.tables_only:
+    plan = []
   size = size_overrides(args)
   meta = dict(machine=trainer.machine_description(), size_overrides=size,
               date=datetime.datetime.now().isoformat(timespec="seconds"),
@@ -469,6 +471,12 @@ def main(argv: Optional[list[str]] = None) -> dict:
       res = json.loads(paths[dataset].read_text()) if paths[dataset].exists() else {}
       res.update({name: new or old}, published=PUBLISHED[dataset], meta=meta)
       common.write_json(paths[dataset], res)
+  for dataset in args.datasets:  # the count baselines: seconds, so always recomputed
+    data = load_config(next(iter(run_specs(dataset).values()))[0], size).data
+    res = json.loads(paths[dataset].read_text()) if paths[dataset].exists() else {}
+    common.write_json(paths[dataset], dict(res, baselines=quality_baselines.compute(
+        data, ML100K_OBJECTIVES if dataset == "ml100k" else None, VARIANTS,
+        functools.partial(_key, flat=dataset != "ml100k"))))
   all_results = {d: json.loads(paths[d].read_text()) for d in DATASETS if paths[d].exists()}
   png, time_png = Path(args.out) / "quality.png", Path(args.out) / "quality_time.png"
   plot(all_results, png)
@@ -478,7 +486,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
   if args.update_readme:
     flags = (f" --datasets {' '.join(args.datasets)}" * (len(args.datasets) < len(DATASETS))
              + f" --only {args.only}" * bool(args.only) + " --quick" * args.quick
-             + f" --steps {args.steps}" * bool(args.steps)
+             + f" --steps {args.steps}" * bool(args.steps) + " --tables_only" * args.tables_only
              + " --seeds " * bool(args.seeds) + " ".join(map(str, args.seeds or ())))
     rel = lambda p: os.path.relpath(p, os.path.dirname(os.path.abspath(args.readme)))
     common.update_readme_section(args.readme, README_START, README_END,

@@ -3,7 +3,8 @@
 A run's curve comes from its `<workdir>/metrics.jsonl`: every in-loop evaluation (the
 validation split, `eval/ndcg@10`) at the training-loop minutes spent up to that step, the
 sum of the logged step windows (compilation in; evaluation and checkpoints out; a step
-inside a window at that window's rate), so a resumed run counts its work once. The variant is the run's `eval.remove_seen`.
+inside a window at that window's rate), so a resumed run counts its work once. The variant
+is the run's `eval.remove_seen`.
 """
 from __future__ import annotations
 

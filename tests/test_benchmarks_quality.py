@@ -64,9 +64,17 @@ def test_tables_and_plot_single_objective(load_benchmark, tmp_path):
                 f"{prefix}/scann_recall@200": 0.9})
   meta = dict(machine=dict(cpu="cpu", cores=2, jax_version="0", platform="cpu"),
               date="2030-01-01T00:00:00", size_overrides={})
-  results = {"ml1m": {"ours": run, "published": q.PUBLISHED["ml1m"], "meta": meta}}
+  baseline = dict(objectives=["watch"], **{"test_seen_removed/ndcg@10": 0.05,
+                                            "test_seen_removed/recall@10": 0.07})
+  results = {"ml1m": {"ours": run, "published": q.PUBLISHED["ml1m"], "meta": meta,
+                      "baselines": {"transitions": baseline}}}
   text = q.readme_section(results, "", "quality.png", "quality_time.png")
   assert "| ours (configs/ml1m.py) | watch | seen removed | 0.1100 | 0.2100 |" in text
+  assert "- `ours`: evaluated when `seen removed` excluded only the newest" in text
+  run["eval_protocol"] = q.EVAL_PROTOCOL  # re-evaluated: the note goes
+  assert "excluded only the newest" not in q.readme_section(results, "", "q.png", "t.png")
+  assert ("| baseline: transitions (most frequent training successor of the newest item) | "
+          "watch | seen removed | 0.0500 | 0.0700 | - | - | | | | | |") in text
   assert "| published: gSASRec, Petrov & Macdonald 2023 | | seen removed | 0.1726 |" in text
   q.plot(results, tmp_path / "q.png")
   assert (tmp_path / "q.png").stat().st_size > 0
@@ -84,7 +92,14 @@ def test_quick_ml100k_layout_resume_and_readme(load_benchmark, tmp_path, monkeyp
           "--tfds_dir", str(tmp_path / "tfds")]
   out = q.main(argv)
   saved = json.loads((tmp_path / "quality_ml100k.json").read_text())
-  assert saved == out["ml100k"] and set(saved) == {"mpformer", "published", "meta"}
+  assert saved == out["ml100k"] and set(saved) == {"mpformer", "published", "meta",
+                                                   "baselines"}
+  for b in saved["baselines"].values():  # count baselines, the same targets and variants
+    assert b["objectives"] == list(OBJECTIVES) and b["num_items"] == 1682
+    for o in OBJECTIVES:
+      assert b[f"test/{o}/count"] == e[f"test/{o}/count"]
+      assert _in_unit(b[f"test/{o}/ndcg@10"])
+      assert b[f"test_seen_removed/{o}/hr@50"] >= b[f"test/{o}/hr@50"] - 1e-9
   e = saved["mpformer"]
   assert e["config"] == "configs/ml100k.py:test" and e["step"] == 20
   assert e["objectives"] == list(OBJECTIVES) and e["num_items"] == 1682
@@ -106,6 +121,7 @@ def test_quick_ml100k_layout_resume_and_readme(load_benchmark, tmp_path, monkeyp
   monkeypatch.setattr(q, "run_one", _must_not_run)
   again = q.main(argv + ["--update_readme", "--readme", str(readme)])
   assert again["ml100k"]["mpformer"] == e
+  assert q.main(argv + ["--tables_only", "--overwrite"])["ml100k"]["mpformer"] == e
   q.main(argv + ["--update_readme", "--readme", str(readme)])
   text = readme.read_text()
   assert "keep me" in text and text.count(q.README_START) == text.count(q.README_END) == 1
@@ -129,6 +145,22 @@ def test_quick_ml100k_layout_resume_and_readme(load_benchmark, tmp_path, monkeyp
   assert evaluated == ["exact", "scann"]
   fresh = again["ml100k"]["mpformer"]
   assert fresh["step"] == 20 and fresh["test/love/ndcg@10"] == e["test/love/ndcg@10"]
+
+
+def test_count_baselines_on_the_synthetic_platform(load_benchmark):
+  q, qb = load_benchmark("quality"), load_benchmark("quality_baselines")
+  from configs import base  # pylint: disable=import-outside-toplevel
+  data = base.get_config("tiny").data
+  out = qb.compute(data, None, q.VARIANTS, lambda p, o, m: f"{p}/{o}/{m}")
+  assert set(out) == {"popularity", "transitions"}
+  for e in out.values():
+    assert e["objectives"] == list(base.get_config("tiny").model.objectives)
+    for o in e["objectives"]:
+      for m in ("hr@10", "ndcg@10", "hr@200"):
+        assert _in_unit(e[f"test/{o}/{m}"])
+        assert e[f"test_seen_removed/{o}/{m}"] >= e[f"test/{o}/{m}"] - 1e-9
+  # Topics drift slowly on the platform, so the newest item says more than popularity.
+  assert out["transitions"]["test/click/hr@200"] > out["popularity"]["test/click/hr@200"]
 
 
 def test_config_digest_follows_the_resolved_config(load_benchmark, tmp_path):

@@ -225,6 +225,21 @@ def make_example(source: schema.SequenceSource, user: int, position: int, max_le
   return {key: value[0] for key, value in batch.items()}
 
 
+def seen_ids(source: schema.SequenceSource, users: np.ndarray,
+             positions: np.ndarray) -> np.ndarray:
+  """[B, S] int32: per (user, target position), the distinct items before the target other
+  than the target itself, ascending then 0-padded (S = the most any row has, at least 1)."""
+  rows = []
+  for user, pos in zip(np.asarray(users).tolist(), np.asarray(positions).tolist()):
+    ids = np.asarray(source.user(user)[schema.SEQ_ITEM_IDS])
+    seen = np.unique(ids[:pos])
+    rows.append(seen[seen != ids[pos]])
+  out = np.zeros((len(rows), max([1] + [r.size for r in rows])), np.int32)
+  for row, seen in enumerate(rows):
+    out[row, :seen.size] = seen
+  return out
+
+
 def split_positions(points: SplitPoints, users: np.ndarray, split: str) -> np.ndarray:
   """Target positions of `split` for `users`; an error names a user without one."""
   positions = points.positions(split)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import grain
 import numpy as np
+import scipy.sparse
 
 from mpformer_jax.data import examples
 from mpformer_jax.data import schema
+from mpformer_jax.retrieval import transitions
 
 DEFAULT_LOGQ_USERS = 20_000
 
@@ -32,24 +34,44 @@ def popularity_counts(source: schema.SequenceSource, *,
 
   Uses up to `max_users` evenly spaced users; also the popularity baseline's scores.
   """
+  counts = np.zeros(source.spec.item_vocab_size, np.int64)
+  for chunk in _training_prefixes(source, max_users):
+    counts += np.bincount(np.concatenate([ids[1:] for ids in chunk]),
+                          minlength=source.spec.item_vocab_size)
+  return counts
+
+
+def transition_counts(source: schema.SequenceSource, *,
+                      max_users: int | None = DEFAULT_LOGQ_USERS) -> scipy.sparse.csr_matrix:
+  """[num_items + 1]^2 counts of (previous item, training target) pairs, the same users as
+  `popularity_counts`: the transition baseline's scores (retrieval/transitions.py)."""
+  prev, nxt = [], []
+  for chunk in _training_prefixes(source, max_users):
+    prev += [ids[:-1] for ids in chunk]
+    nxt += [ids[1:] for ids in chunk]
+  none = [np.zeros(0, np.int64)]
+  return transitions.transition_counts(np.concatenate(prev or none),
+                                       np.concatenate(nxt or none), source.spec.num_items)
+
+
+def _training_prefixes(source: schema.SequenceSource, max_users: int | None):
+  """Lists of up to 4,096 users' item ids up to their last training target (validated)."""
   spec = source.spec
   train_end = examples.SplitPoints.of(source).train_end
   users = _subset_users(len(train_end), max_users)
   users = users[train_end[users] >= 2]
-  counts = np.zeros(spec.item_vocab_size, np.int64)
   chunk: list[np.ndarray] = []
   for i, user in enumerate(users.tolist()):
     seq = source.user(user)
     ids = np.asarray(seq[schema.SEQ_ITEM_IDS])
     if i == 0 or not _plain_ids(spec, ids):
       schema.validate_sequence(spec, seq, user)
-    chunk.append(ids[1:train_end[user]])
+    chunk.append(ids[:train_end[user]])
     if len(chunk) == 4096:
-      counts += np.bincount(np.concatenate(chunk), minlength=spec.item_vocab_size)
+      yield chunk
       chunk = []
   if chunk:
-    counts += np.bincount(np.concatenate(chunk), minlength=spec.item_vocab_size)
-  return counts
+    yield chunk
 
 
 def _plain_ids(spec: schema.DatasetSpec, ids: np.ndarray) -> bool:
@@ -159,7 +181,8 @@ def eval_users(source: schema.SequenceSource, split: str, num_users: int = 0) ->
 def eval_examples(source: schema.SequenceSource, *, split: str, max_len: int,
                   logq_table: np.ndarray, users: np.ndarray | None = None,
                   chunk_size: int = 1024) -> dict[str, np.ndarray]:
-  """One example per user for `split` ("valid" or "test"), stacked (schema batch keys).
+  """One example per user for `split` ("valid" or "test"), stacked (schema batch keys), and
+  `schema.SEEN_IDS`: every item each user had before the target, however long the history.
 
   `users` defaults to every user with a `split` target (`examples.SplitPoints`; leave-one-out:
   the validation target is event n - 2, the test target event n - 1, whose history includes
@@ -175,7 +198,9 @@ def eval_examples(source: schema.SequenceSource, *, split: str, max_len: int,
   parts = [examples.make_examples(source, users[lo:lo + chunk_size],
                                   positions[lo:lo + chunk_size], max_len, table)
            for lo in range(0, users.size, chunk_size)]
-  return {key: np.concatenate([p[key] for p in parts]) for key in schema.BATCH_KEYS}
+  out = {key: np.concatenate([p[key] for p in parts]) for key in schema.BATCH_KEYS}
+  out[schema.SEEN_IDS] = examples.seen_ids(source, users, positions)
+  return out
 
 
 def item_corpus_features(source: schema.SequenceSource,

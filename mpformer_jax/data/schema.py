@@ -28,6 +28,12 @@ TARGET_LABELS = "target_labels"              # [O] float32 in {0, 1}, one per ob
 TARGET_LOGQ = "target_logq"                  # [] float32, log sampling prob of the target
 USER_INDEX = "user_index"                    # [] int32, index of the user in its source
 
+# Evaluation examples only (not a model input): every distinct item the user had before the
+# target, the target itself spared, 0-padded: what "seen removed" takes out of the ranking.
+# The history above holds only the newest max_len events; published "seen removed" numbers
+# remove the whole history (gSASRec's filter_rated, aprec's FilterSeenRecommender).
+SEEN_IDS = "seen_ids"                        # [S] int32
+
 BATCH_KEYS = (HISTORY_IDS, HISTORY_ITEM_FEATURES, HISTORY_EVENT_FEATURES, USER_FEATURES,
               TARGET_ID, TARGET_ITEM_FEATURES, TARGET_LABELS, TARGET_LOGQ, USER_INDEX)
 

@@ -41,9 +41,22 @@ def popularity_ranks(counts, target_ids, exclude_ids: Optional[np.ndarray] = Non
   if exclude_ids is None:
     return ranks.astype(np.int64)
   ex = np.asarray(exclude_ids).astype(np.int64).reshape(targets.shape[0], -1)
-  ex = np.sort(ex, axis=1)
+  ahead = excluded_ahead(ex, targets, counts[np.clip(ex, 0, num_items)], target_count,
+                         num_items)
+  return (ranks - ahead).astype(np.int64)
+
+
+def excluded_ahead(exclude_ids: np.ndarray, targets: np.ndarray, exclude_scores: np.ndarray,
+                   target_scores: np.ndarray, num_items: int) -> np.ndarray:
+  """[U] how many distinct excluded items (ids in 1..N, not the target) score >= the target.
+
+  A baseline's pessimistic rank over every item minus this is its rank with those items
+  removed. exclude_ids [U, L] (0 = padding), exclude_scores [U, L] their scores.
+  """
+  order = np.argsort(exclude_ids, axis=1, kind="stable")
+  ex = np.take_along_axis(exclude_ids, order, axis=1)
+  scores = np.take_along_axis(exclude_scores, order, axis=1)
   first = np.ones(ex.shape, bool)
   first[:, 1:] = ex[:, 1:] != ex[:, :-1]  # Count each distinct id once.
   eligible = first & (ex > 0) & (ex <= num_items) & (ex != targets[:, None])
-  beats = counts[np.clip(ex, 0, num_items)] >= target_count[:, None]
-  return (ranks - (eligible & beats).sum(axis=1)).astype(np.int64)
+  return (eligible & (scores >= target_scores[:, None])).sum(axis=1)

@@ -2,7 +2,9 @@
 
 For each objective o, the metrics average over held-out events whose label y[o] = 1; the
 first objective's metrics are also reported without the objective in the key
-(`eval/hr@50`). The popularity baseline ranks items by training-target counts.
+(`eval/hr@50`). Two baselines are scored on the same targets: `popularity` ranks items by
+training-target counts, `transitions` by how often each followed the user's newest item in
+training (then by popularity).
 
 With several objectives, "multi-objective exposure" scores the merged list of
 `eval.merged_n` items (per-objective quotas from the personalised weights, and from uniform
@@ -13,11 +15,12 @@ likewise).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse
 
 from mpformer_jax.data import schema
 from mpformer_jax.model.retriever import Retriever
@@ -26,7 +29,14 @@ from mpformer_jax.retrieval.exact import target_ranks
 from mpformer_jax.retrieval.metrics import list_ranks, ranking_metrics
 from mpformer_jax.retrieval.multi_objective import merged_lists
 from mpformer_jax.retrieval.popularity import popularity_ranks
+from mpformer_jax.retrieval.transitions import transition_ranks
 from mpformer_jax.train.state import device_batch
+
+
+class Baselines(NamedTuple):
+  """Training counts behind the baselines (data/pipeline.py builds both)."""
+  popularity: np.ndarray                                # [N + 1] target counts
+  transitions: Optional[scipy.sparse.csr_matrix] = None  # [N + 1, N + 1]; None: not scored
 
 
 class Evaluator:
@@ -101,13 +111,19 @@ class Evaluator:
       out[f"{prefix}/weights/{obj}"] = float(personal[:, o].mean())
     return out
 
-  def __call__(self, params, examples: Mapping[str, np.ndarray], popularity: np.ndarray,
+  def __call__(self, params, examples: Mapping[str, np.ndarray], baselines: Baselines,
                prefix: str = "eval") -> dict[str, float]:
     items = self.corpus(params)
     users = self.users(params, examples)
     targets = jnp.asarray(examples[schema.TARGET_ID])
-    exclude = examples[schema.HISTORY_IDS] if self.cfg.remove_seen else None
-    pop_ranks = popularity_ranks(popularity, examples[schema.TARGET_ID], exclude_ids=exclude)
+    exclude = examples[schema.SEEN_IDS] if self.cfg.remove_seen else None
+    baseline_ranks = {"popularity": popularity_ranks(baselines.popularity,
+                                                     examples[schema.TARGET_ID],
+                                                     exclude_ids=exclude)}
+    if baselines.transitions is not None:  # histories are left-padded: newest item last
+      baseline_ranks["transitions"] = transition_ranks(
+          baselines.transitions, baselines.popularity, examples[schema.HISTORY_IDS][:, -1],
+          examples[schema.TARGET_ID], exclude_ids=exclude)
     ks = tuple(self.cfg.ks)
     out: dict[str, Any] = {}
     for k, (o, name) in enumerate(self.scored_objectives()):
@@ -116,16 +132,12 @@ class Evaluator:
       ranks = np.asarray(target_ranks(users[:, o], items, targets,
                                       block_size=self.cfg.item_block_size,
                                       exclude_ids=exclude))
-      model_m = ranking_metrics(ranks, ks, mask=mask)
-      pop_m = ranking_metrics(pop_ranks, ks, mask=mask)
-      for key, value in model_m.items():
-        out[f"{prefix}/{name}/{key}"] = value
-        if first:
-          out[f"{prefix}/{key}"] = value
-      for key, value in pop_m.items():
-        out[f"{prefix}/popularity/{name}/{key}"] = value
-        if first:
-          out[f"{prefix}/popularity/{key}"] = value
+      for source, source_ranks in [("", ranks), *baseline_ranks.items()]:
+        base = f"{prefix}/{source}/" if source else f"{prefix}/"
+        for key, value in ranking_metrics(source_ranks, ks, mask=mask).items():
+          out[f"{base}{name}/{key}"] = value
+          if first:
+            out[f"{base}{key}"] = value
     if len(self.model.cfg.objectives) > 1:
       out.update(self.merged(params, users, items, examples, prefix))
     return out

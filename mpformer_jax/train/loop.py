@@ -25,7 +25,7 @@ from mpformer_jax.parallel import distributed
 from mpformer_jax.parallel.sharding import Layout
 from mpformer_jax.train import recipe, resume
 from mpformer_jax.train.checkpoint import Checkpointer
-from mpformer_jax.train.evaluation import Evaluator
+from mpformer_jax.train.evaluation import Baselines, Evaluator
 from mpformer_jax.train.export import Exporter
 from mpformer_jax.train.flops import device_peak_flops, train_flops_per_step
 from mpformer_jax.train.metric_writer import MetricWriter
@@ -99,6 +99,8 @@ def train_and_evaluate(config, workdir: str,
   model = Retriever(spec, ModelConfig.from_config(config.model, max_len))
   logq = pipeline.target_log_q(source, max_users=config.data.stats_max_users)
   popularity = pipeline.popularity_counts(source, max_users=config.data.stats_max_users)
+  baselines = Baselines(popularity, pipeline.transition_counts(
+      source, max_users=config.data.stats_max_users))
   held_out = {split: pipeline.eval_examples(
       source, split=split, max_len=max_len, logq_table=logq,
       users=pipeline.eval_users(source, split, config.eval.num_users))
@@ -171,7 +173,7 @@ def train_and_evaluate(config, workdir: str,
         ckpt.close()
         return {"preempted": True, "step": step, "signal": guard.signal_name}
       if step % t.eval_every_steps == 0 and step < t.num_steps:
-        result = evaluator(state.params, held_out[config.eval.split], popularity)
+        result = evaluator(state.params, held_out[config.eval.split], baselines)
         logging.info("eval at step %d: %s", step, _summary(result))
         writer.write(step, result)
         last_eval = result
@@ -180,8 +182,8 @@ def train_and_evaluate(config, workdir: str,
       window_start += time.perf_counter() - paused
 
   final = dict(last)
-  final.update(evaluator(state.params, held_out[config.eval.split], popularity, "eval"))
-  final.update(evaluator(state.params, held_out["test"], popularity, "test"))
+  final.update(evaluator(state.params, held_out[config.eval.split], baselines, "eval"))
+  final.update(evaluator(state.params, held_out["test"], baselines, "test"))
   final["final"] = True
   final["params"] = int(num_params)
   logging.info("final at step %d: %s", step, _summary(final))
@@ -244,5 +246,5 @@ def _log_step(step, metrics, objectives, t, steps_per_sec, flops, peak, skipped)
 
 def _summary(metrics: dict) -> str:
   keys = ("eval/hr@10", "eval/hr@50", "eval/hr@200", "eval/ndcg@10", "eval/popularity/hr@50",
-          "test/hr@50")
+          "eval/transitions/hr@50", "test/hr@50")
   return " ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)

@@ -105,13 +105,6 @@ def restore_params(config, workdir: str, model: Retriever, batch, layout: Layout
   return state.params, int(step)
 
 
-def seen_ids(examples) -> np.ndarray:
-  """[U, L] history ids to exclude, the target spared (0 = ignored), as `target_ranks` does."""
-  history = np.asarray(examples[schema.HISTORY_IDS])
-  targets = np.asarray(examples[schema.TARGET_ID]).reshape(-1, 1)
-  return np.where(history == targets, 0, history).astype(np.int32)
-
-
 def _user_batches(num_users: int, batch_size: int):
   """Fixed-shape index batches (last one padded by repeating the last user): one compile."""
   bs = min(batch_size, num_users)
@@ -204,7 +197,7 @@ def evaluate(config, workdir: str, retrieval: str = "exact", split: str = "test"
   users = evaluator.users(params, examples)  # [U, O, J, d]
   num_users, num_items = users.shape[0], items.shape[0] - 1
   targets = examples[schema.TARGET_ID]
-  exclude = seen_ids(examples)
+  exclude = np.asarray(examples[schema.SEEN_IDS])  # the whole history, target spared
   # ML-1M's file lost one event of some users (data README): their metrics are also
   # reported without those users, for comparison with numbers computed on complete data.
   incomplete = getattr(source, "incomplete_users", np.zeros(0, np.int64))
@@ -300,7 +293,7 @@ def top_items(config, workdir: str, n: int, split: str = "test",
   model, examples, evaluator, params, step, source = restore_run(config, workdir, split)
   items = evaluator.corpus(params)
   users = evaluator.users(params, examples)  # [U, O, J, d]
-  exclude = jnp.asarray(examples[schema.HISTORY_IDS]) if remove_seen else None
+  exclude = jnp.asarray(examples[schema.SEEN_IDS]) if remove_seen else None
   user_ids = original_ids(source, "users", np.asarray(examples[schema.USER_INDEX]))
   path = os.path.join(workdir, f"top_items_{split}.jsonl")
   with open(path, "w") as f:

@@ -98,6 +98,8 @@ def test_eval_examples_use_the_last_two_events():
   np.testing.assert_array_equal(test[schema.HISTORY_IDS], [[5, 7, 9, 11], [1, 2, 3, 4]])
   np.testing.assert_array_equal(valid[schema.TARGET_ID], [11, 4])
   np.testing.assert_array_equal(valid[schema.HISTORY_IDS], [[3, 5, 7, 9], [0, 1, 2, 3]])
+  # "Seen removed" takes out the whole history, not only the newest max_len events.
+  np.testing.assert_array_equal(test[schema.SEEN_IDS], [[3, 5, 7, 9, 11], [1, 2, 3, 4, 0]])
   schema.validate_batch(SPEC, test)
   one = pipeline.eval_examples(src, split="test", max_len=4, logq_table=LOGQ, users=[2])
   np.testing.assert_array_equal(one[schema.TARGET_ID], [5])
@@ -121,6 +123,20 @@ def test_logq_matches_smoothed_training_target_counts():
   # A subset of users is evenly spaced and deterministic.
   np.testing.assert_array_equal(pipeline.popularity_counts(src, max_users=1),
                                 np.bincount([5, 7, 9], minlength=21))
+
+
+def test_seen_ids_are_distinct_and_spare_a_repeated_target():
+  src = TinySource([[4, 2, 4, 6, 2, 9, 2]])
+  seen = pipeline.eval_examples(src, split="test", max_len=2, logq_table=LOGQ)[schema.SEEN_IDS]
+  np.testing.assert_array_equal(seen, [[4, 6, 9]])  # target 2 (seen twice) stays rankable
+
+
+def test_transitions_count_the_pairs_ending_in_a_training_target():
+  counts = pipeline.transition_counts(TinySource(SEQS)).toarray()
+  expected = np.zeros((21, 21), np.int64)
+  for prev, nxt in ((3, 5), (5, 7), (7, 9), (1, 2), (2, 3)):  # targets 1..n-3 as above
+    expected[prev, nxt] += 1
+  np.testing.assert_array_equal(counts, expected)
 
 
 def test_item_corpus_features_has_a_zero_padding_row():

@@ -1,8 +1,8 @@
-"""HR / NDCG from ranks, and the popularity baseline, against hand-computed values."""
+"""HR / NDCG from ranks and the popularity and transition baselines, checked by hand."""
 import numpy as np
 import pytest
 
-from mpformer_jax.retrieval import metrics, popularity
+from mpformer_jax.retrieval import metrics, popularity, transitions
 
 RANKS = np.array([0, 1, 9, 10, 60])
 
@@ -78,3 +78,43 @@ def test_popularity_ranks_with_exclusion():
 def test_target_counts():
   np.testing.assert_array_equal(popularity.target_counts([1, 3, 3, 0, 5], 5),
                                 [0, 1, 0, 2, 0, 1])
+
+
+# Training transitions among items 1..5: 2 -> 3 twice, 2 -> 5 once, 4 -> 1 once.
+TRANSITIONS = transitions.transition_counts([2, 2, 2, 4, 0], [3, 3, 5, 1, 2], 5)
+
+
+def test_transition_counts_by_hand():
+  dense = TRANSITIONS.toarray()
+  assert dense[2, 3] == 2 and dense[2, 5] == 1 and dense[4, 1] == 1
+  assert dense.sum() == 4  # the pair with padding (0 -> 2) is not counted
+
+
+def test_transition_ranks_by_hand():
+  # After item 2: 3 (2 counts), 5 (1), then by popularity 1 (5), 2 (3), 4 (0).
+  # After item 4: 1 (1 count), then 3 (5), 2 (3), 5 (1), 4 (0).
+  # After padding (no history): popularity alone, 1 and 3 tied at 5.
+  ranks = transitions.transition_ranks(TRANSITIONS, COUNTS, [2, 2, 2, 4, 4, 0, 0],
+                                       [3, 5, 1, 1, 3, 1, 4])
+  np.testing.assert_array_equal(ranks, [0, 1, 2, 0, 1, 1, 4])
+
+
+def test_transition_ranks_with_exclusion_match_popularitys_rule():
+  exclude = np.array([[2, 3, 3], [2, 0, 0], [0, 0, 0]])
+  ranks = transitions.transition_ranks(TRANSITIONS, COUNTS, [2, 2, 0], [5, 1, 2],
+                                       exclude_ids=exclude)
+  # 5 after 2 with 3 removed: first; 1 after 2 with only 2 removed (it ranks below 1): 3, 5
+  # ahead; no history: popularity's rank, equal to popularity_ranks'.
+  np.testing.assert_array_equal(ranks, [0, 2, 2])
+  assert ranks[2] == popularity.popularity_ranks(COUNTS, [2])[0]
+
+
+def test_transition_ranks_in_blocks_equal_one_block(monkeypatch):
+  rng = np.random.default_rng(0)
+  table = transitions.transition_counts(rng.integers(1, 6, 40), rng.integers(1, 6, 40), 5)
+  last, targets = rng.integers(0, 6, 30), rng.integers(1, 6, 30)
+  exclude = rng.integers(0, 6, (30, 4))
+  whole = transitions.transition_ranks(table, COUNTS, last, targets, exclude)
+  monkeypatch.setattr(transitions, "BLOCK_ELEMENTS", 7)  # one user a block
+  np.testing.assert_array_equal(transitions.transition_ranks(table, COUNTS, last, targets,
+                                                             exclude), whole)

@@ -11,7 +11,7 @@ from mpformer_jax.data.registry import make_source
 from mpformer_jax.model.retriever import ModelConfig, Retriever
 from mpformer_jax.retrieval.exact import target_ranks
 from mpformer_jax.retrieval.metrics import ranking_metrics
-from mpformer_jax.train.evaluation import Evaluator
+from mpformer_jax.train.evaluation import Baselines, Evaluator
 
 
 def _initialised(c):
@@ -32,7 +32,7 @@ def test_other_objectives_are_ranked_with_the_first_objectives_vectors():
   c = kuaiformer.get_config("tiny")              # one objective: click
   c.eval.objectives = ("like", "click")
   source, examples, params, evaluator = _initialised(c)
-  out = evaluator(params, examples, np.ones(source.spec.item_vocab_size))
+  out = evaluator(params, examples, Baselines(np.ones(source.spec.item_vocab_size)))
   assert evaluator.scored_objectives() == [(0, "like"), (0, "click")]
   users, items = evaluator.users(params, examples), evaluator.corpus(params)
   ranks = np.asarray(target_ranks(users[:, 0], items, jnp.asarray(examples[schema.TARGET_ID])))

@@ -37,7 +37,7 @@ def test_tiny_run_learns_and_beats_popularity(uninterrupted):
   assert losses[-1] < losses[0]
   assert records[-1]["final"] and records[-1]["step"] == 300
   for key in ("train/loss", "train/examples_per_sec", "eval/hr@10", "eval/hr@50", "eval/hr@200",
-              "eval/ndcg@10", "eval/popularity/hr@50", "test/hr@50"):
+              "eval/ndcg@10", "eval/popularity/hr@50", "eval/transitions/hr@50", "test/hr@50"):
     assert key in records[-1], key
   assert final["eval/hr@50"] > 1.3 * final["eval/popularity/hr@50"]
   assert any(r.get("eval/hr@50") is not None and not r.get("final") for r in records)
