@@ -20,6 +20,7 @@ step time, shown side by side.
 
   python benchmarks/long_history.py [--seeds 2] [--steps N] [--update_readme]
   python benchmarks/long_history.py --workload ml1m --seeds 1 --update_readme
+  python benchmarks/long_history.py --workload ml1m --seeds 1 --reevaluate   # new metrics
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ from benchmarks.runs import REPO, final_record, machine_description, train, trai
 
 VARIANTS = {"solar": "default", "compress": "compress", "recent": "recent"}
 METRICS = ("test/hr@10", "test/hr@50", "test/ndcg@10", "eval/hr@50", "eval/ndcg@10",
-           "test/popularity/hr@50")
+           "test/popularity/hr@50", "test/transitions/hr@50")
 WORKLOADS = {
     "recurring": dict(
         config="recurring.py", marker="long_history", json="long_history.json",
@@ -92,6 +93,9 @@ def run_variant(variant: str, args) -> dict:
       print(f"training {variant} seed {seed} in {workdir}", flush=True)
       meta.write_text(json.dumps(dict(argv=argv)))
       meta.write_text(json.dumps(dict(argv=argv, **train(f"{variant}#{seed}", argv, workdir))))
+    elif args.reevaluate:  # the same command finds its last checkpoint at the final step:
+      print(f"evaluating {variant} seed {seed} in {workdir}", flush=True)  # no training
+      train(f"{variant}#{seed}", argv, workdir)
     final = final_record(workdir)
     if final is None:
       raise RuntimeError(f"{variant} seed {seed} wrote no final record in {workdir}")
@@ -126,13 +130,14 @@ def readme_section(out: dict) -> str:
            f"cores, jax {m['jax_version']}), {out['date'][:10]}, {out['seeds']} seed(s) "
            f"(mean ± sample std). {w['what']}", "",
            "| variant | test HR@10 | test HR@50 | test NDCG@10 | valid HR@50 | valid NDCG@10 "
-           "| popularity test HR@50 | step (ms) | params |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "| popularity test HR@50 | transitions test HR@50 | step (ms) | params |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
   for name, e in out["variants"].items():
     step = "-" if e.get("step_s") is None else f"{e['step_s'] * 1e3:.0f}"
     lines.append(f"| {name} | {_pm(e, 'test/hr@10')} | {_pm(e, 'test/hr@50')} | "
                  f"{_pm(e, 'test/ndcg@10')} | {_pm(e, 'eval/hr@50')} | "
-                 f"{_pm(e, 'eval/ndcg@10')} | {_pm(e, 'test/popularity/hr@50')} | {step} | "
+                 f"{_pm(e, 'eval/ndcg@10')} | {_pm(e, 'test/popularity/hr@50')} | "
+                 f"{_pm(e, 'test/transitions/hr@50')} | {step} | "
                  f"{e.get('params') or 0:,.0f} |")
   return "\n".join(lines + ["", f"![long-history quality]({out['png']})", end])
 
@@ -164,6 +169,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
   p.add_argument("--only", default="", help="comma-separated variants (default: all)")
   p.add_argument("--scratch", default=os.path.join(tempfile.gettempdir(), "mpformer_bench",
                                                    "long_history"))
+  p.add_argument("--reevaluate", action="store_true", help="evaluate finished runs again with "
+                 "the current code (their final checkpoints; no training)")
   p.add_argument("--update_readme", action="store_true")
   p.add_argument("--readme", default=os.path.join(os.path.dirname(__file__), "README.md"))
   args = common.parse_args(p, argv)

@@ -24,6 +24,14 @@ def test_long_history_benchmark_trains_and_reports(load_benchmark, tmp_path):
   again = bench.main(argv)  # finished workdirs are read back, not retrained
   assert again["variants"]["solar"]["test/hr@50"] == out["variants"]["solar"]["test/hr@50"]
   assert (tmp_path / "runs" / "solar_steps10_seed0" / "metrics.jsonl").stat().st_mtime == mtime
+  # --reevaluate: the final checkpoint is evaluated again (a new final record), not retrained
+  fresh = bench.main(argv + ["--reevaluate"])["variants"]["solar"]
+  records = [json.loads(line) for line in
+             (tmp_path / "runs" / "solar_steps10_seed0" / "metrics.jsonl").read_text().splitlines()]
+  assert sum(bool(r.get("final")) for r in records) == 2
+  assert [r["step"] for r in records if "train/loss" in r and not r.get("final")][-1] == 10
+  assert fresh["test/hr@50"] == pytest.approx(out["variants"]["solar"]["test/hr@50"])
+  assert 0 <= fresh["test/transitions/hr@50"] <= 1
 
 
 def test_ml1m_workload_runs_the_recipe_with_each_encoder(load_benchmark, tmp_path):
@@ -40,9 +48,12 @@ def test_ml1m_workload_runs_the_recipe_with_each_encoder(load_benchmark, tmp_pat
   assert {c.data.name for c in shapes.values()} == {"ml1m"}
   assert {c.train.num_steps for c in shapes.values()} == {1_000}
   entry = {"test/hr@10": 0.1, "test/hr@50": 0.2, "test/ndcg@10": 0.05, "eval/hr@50": 0.2,
-           "eval/ndcg@10": 0.06, "test/popularity/hr@50": 0.1, "step_s": 0.5, "params": 10}
+           "eval/ndcg@10": 0.06, "test/popularity/hr@50": 0.1, "test/transitions/hr@50": 0.15,
+           "step_s": 0.5, "params": 10}
   text = bench.readme_section(dict(
       machine=dict(cpu="cpu", cores=2, jax_version="x"), workload="ml1m", flags="", seeds=1,
       date="2026-12-04", variants={"solar": entry}, png="p.png"))
-  assert text.startswith("<!-- long_history_ml1m:start -->") and "## Long histories on ML-1M" in text
-  assert "| solar | 0.1000 | 0.2000 | 0.0500 | 0.2000 | 0.0600 | 0.1000 | 500 | 10 |" in text
+  assert text.startswith("<!-- long_history_ml1m:start -->")
+  assert "## Long histories on ML-1M" in text
+  assert ("| solar | 0.1000 | 0.2000 | 0.0500 | 0.2000 | 0.0600 | 0.1000 | 0.1500 | 500 | 10 |"
+          in text)
