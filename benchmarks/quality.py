@@ -310,8 +310,9 @@ def table(dataset: str, results: dict) -> list[str]:
                  f"{p['ndcg@10']:.4f} | {p['recall@10']:.4f} |" + " |" * 7)
     notes.setdefault(p["note"], []).append(name)
   lines += [""] * bool(notes) + [f"- {', '.join(n)}: {note}." for note, n in notes.items()]
-  shared = results.get("meta", {}).get("size_overrides", {})
-  own = {name: {k: v for k, v in e.get("overrides", {}).items() if k not in shared}
+  overrides = [e.get("overrides", {}) for e in runs.values()]  # shown unless every run has it
+  own = {name: {k: v for k, v in e.get("overrides", {}).items()
+                if not all(o.get(k, object()) == v for o in overrides)}
          for name, e in runs.items()}
   flag = lambda k, v: f"`--config.{k}={tuple(v) if isinstance(v, list) else v}`"
   lines += [f"- run `{name}`: " + " ".join(flag(k, v) for k, v in o.items()) + "."
