@@ -317,7 +317,8 @@ def table(dataset: str, results: dict) -> list[str]:
   flag = lambda k, v: f"`--config.{k}={tuple(v) if isinstance(v, list) else v}`"
   lines += [f"- run `{name}`: " + " ".join(flag(k, v) for k, v in o.items()) + "."
             for name, o in own.items() if o]
-  old = [f"`{n}`" for n, e in runs.items() if e.get("eval_protocol", 1) < EVAL_PROTOCOL]
+  old = [f"`{n}`" for n, e in runs.items() if e.get("eval_protocol", 1) < EVAL_PROTOCOL
+         and "seen removed" in _shown_variants(results)]
   lines += [f"- {', '.join(old)}: evaluated when `seen removed` excluded only the newest "
             f"`data.max_len` events of a history, not all of it; not comparable with the "
             f"published numbers until re-evaluated (`--reevaluate`)."] * bool(old)

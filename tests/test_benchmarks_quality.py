@@ -94,13 +94,13 @@ def test_quick_ml100k_layout_resume_and_readme(load_benchmark, tmp_path, monkeyp
   saved = json.loads((tmp_path / "quality_ml100k.json").read_text())
   assert saved == out["ml100k"] and set(saved) == {"mpformer", "published", "meta",
                                                    "baselines"}
+  e = saved["mpformer"]
   for b in saved["baselines"].values():  # count baselines, the same targets and variants
     assert b["objectives"] == list(OBJECTIVES) and b["num_items"] == 1682
     for o in OBJECTIVES:
-      assert b[f"test/{o}/count"] == e[f"test/{o}/count"]
+      assert b[f"test/{o}/count"] >= e[f"test/{o}/count"]  # every user; --quick: 256
       assert _in_unit(b[f"test/{o}/ndcg@10"])
       assert b[f"test_seen_removed/{o}/hr@50"] >= b[f"test/{o}/hr@50"] - 1e-9
-  e = saved["mpformer"]
   assert e["config"] == "configs/ml100k.py:test" and e["step"] == 20
   assert e["objectives"] == list(OBJECTIVES) and e["num_items"] == 1682
   for o in OBJECTIVES:
