@@ -24,6 +24,7 @@ setup(
         "ml_collections>=1.0,<2",
         "absl-py>=2.1,<3",
         "numpy>=1.26",
+        "scipy>=1.11,<2",  # sparse transition counts (retrieval/transitions.py)
         "tensorboardX>=2.6,<3",
         "matplotlib>=3.8,<4",
         "tqdm>=4.66,<5",
