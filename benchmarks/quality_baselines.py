@@ -15,8 +15,7 @@ import numpy as np
 from mpformer_jax.data import pipeline, schema, screening
 from mpformer_jax.data.registry import make_source
 from mpformer_jax.retrieval.metrics import ranking_metrics
-from mpformer_jax.retrieval.popularity import popularity_ranks
-from mpformer_jax.retrieval.transitions import transition_ranks
+from mpformer_jax.train.evaluation import Baselines, baseline_ranks
 
 NAMES = {"popularity": "most popular training target",
          "transitions": "most frequent training successor of the newest item"}
@@ -29,27 +28,21 @@ def compute(data_config, objectives: Optional[list[str]], prefixes: dict[str, st
   and each objective (None: the dataset's own)."""
   source = screening.screen_users(make_source(data_config), data_config.invalid_users)
   objectives = list(objectives or source.spec.objectives)
-  popularity = pipeline.popularity_counts(source, max_users=None)
-  transitions = pipeline.transition_counts(source, max_users=None)
+  baselines = Baselines(pipeline.popularity_counts(source, max_users=None),
+                        pipeline.transition_counts(source, max_users=None))
   # max_len 1: a baseline reads only the newest item; SEEN_IDS still holds the whole history.
   examples = pipeline.eval_examples(source, split="test", max_len=1,
                                     logq_table=np.zeros(source.spec.item_vocab_size,
                                                         np.float32))
-  targets, newest = examples[schema.TARGET_ID], examples[schema.HISTORY_IDS][:, -1]
-  out = {}
-  for name in NAMES:
-    e = dict(objectives=objectives, num_users=int(targets.size),
-             num_items=int(source.spec.num_items))
-    for prefix in prefixes.values():
-      exclude = examples[schema.SEEN_IDS] if prefix.endswith("seen_removed") else None
-      ranks = (popularity_ranks(popularity, targets, exclude_ids=exclude)
-               if name == "popularity" else
-               transition_ranks(transitions, popularity, newest, targets, exclude))
+  out = {name: dict(objectives=objectives, num_users=int(examples[schema.TARGET_ID].size),
+                    num_items=int(source.spec.num_items)) for name in NAMES}
+  for prefix in prefixes.values():
+    exclude = examples[schema.SEEN_IDS] if prefix.endswith("seen_removed") else None
+    for name, ranks in baseline_ranks(baselines, examples, exclude).items():
       for o in objectives:
         mask = examples[schema.TARGET_LABELS][:, source.spec.objective_index(o)] > 0
         for m, v in ranking_metrics(ranks, ks, mask=mask).items():
-          e[key(prefix, o, m)] = v
-    out[name] = e
+          out[name][key(prefix, o, m)] = v
   return out
 
 

@@ -39,6 +39,18 @@ class Baselines(NamedTuple):
   transitions: Optional[scipy.sparse.csr_matrix] = None  # [N + 1, N + 1]; None: not scored
 
 
+def baseline_ranks(baselines: Baselines, examples: Mapping[str, np.ndarray],
+                   exclude: Optional[np.ndarray]) -> dict[str, np.ndarray]:
+  """{baseline name: [U] ranks of the examples' targets} without the `exclude` ids."""
+  targets = examples[schema.TARGET_ID]
+  out = {"popularity": popularity_ranks(baselines.popularity, targets, exclude_ids=exclude)}
+  if baselines.transitions is not None:  # histories are left-padded: newest item last
+    out["transitions"] = transition_ranks(baselines.transitions, baselines.popularity,
+                                          examples[schema.HISTORY_IDS][:, -1], targets,
+                                          exclude_ids=exclude)
+  return out
+
+
 class Evaluator:
   """Embeds the corpus and the held-out users, ranks every target against every item."""
 
@@ -117,13 +129,7 @@ class Evaluator:
     users = self.users(params, examples)
     targets = jnp.asarray(examples[schema.TARGET_ID])
     exclude = examples[schema.SEEN_IDS] if self.cfg.remove_seen else None
-    baseline_ranks = {"popularity": popularity_ranks(baselines.popularity,
-                                                     examples[schema.TARGET_ID],
-                                                     exclude_ids=exclude)}
-    if baselines.transitions is not None:  # histories are left-padded: newest item last
-      baseline_ranks["transitions"] = transition_ranks(
-          baselines.transitions, baselines.popularity, examples[schema.HISTORY_IDS][:, -1],
-          examples[schema.TARGET_ID], exclude_ids=exclude)
+    ranks_of = baseline_ranks(baselines, examples, exclude)
     ks = tuple(self.cfg.ks)
     out: dict[str, Any] = {}
     for k, (o, name) in enumerate(self.scored_objectives()):
@@ -132,7 +138,7 @@ class Evaluator:
       ranks = np.asarray(target_ranks(users[:, o], items, targets,
                                       block_size=self.cfg.item_block_size,
                                       exclude_ids=exclude))
-      for source, source_ranks in [("", ranks), *baseline_ranks.items()]:
+      for source, source_ranks in [("", ranks), *ranks_of.items()]:
         base = f"{prefix}/{source}/" if source else f"{prefix}/"
         for key, value in ranking_metrics(source_ranks, ks, mask=mask).items():
           out[f"{base}{name}/{key}"] = value
