@@ -181,6 +181,31 @@ def test_changed_named_dataset_rebuilds(tmp_path):
   assert len(tfds_source.load_source(cfg)) == 3
 
 
+def test_fingerprint_is_content_not_mtime_or_place(tmp_path, monkeypatch):
+  """Re-copied or moved data (new mtimes and path, same bytes) keep their key, so saved runs
+  resume; an edit anywhere in a file is a new key; a file too large to hash whole adds mtime."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  from mpformer_jax.data import fingerprint  # pylint: disable=g-import-not-at-top
+  folder = write(tmp_path / "a" / "data" / "log.txt", "u1 a b c\n" * 2000).parent
+  key, record = fingerprint.fingerprint([folder], "v1")
+  assert record["files"][0]["path"] == "log.txt" and "mtime_ns" not in record["files"][0]
+  os.utime(folder / "log.txt", ns=(1, 1))
+  copy = shutil.copytree(folder, tmp_path / "b" / "data")
+  assert fingerprint.fingerprint([folder], "v1")[0] == key
+  assert fingerprint.fingerprint([copy], "v1")[0] == key
+  text = (copy / "log.txt").read_text()
+  middle = len(text) // 2
+  write(copy / "log.txt", text[:middle] + "x" + text[middle + 1:])   # same size, one byte
+  assert fingerprint.fingerprint([copy], "v1")[0] != key
+  assert fingerprint.fingerprint([folder], "v2")[0] != key            # a new parser
+  monkeypatch.setattr(fingerprint, "FULL_HASH_BYTES", 1024)
+  monkeypatch.setattr(fingerprint, "SAMPLE_BYTES", 256)
+  sampled, record = fingerprint.fingerprint([folder], "v1")
+  assert "mtime_ns" in record["files"][0] and sampled != key
+  os.utime(folder / "log.txt", ns=(2, 2))
+  assert fingerprint.fingerprint([folder], "v1")[0] != sampled
+
+
 def test_interrupted_build_is_not_taken_for_complete(tmp_path, monkeypatch):
   from mpformer_jax.data import interactions  # pylint: disable=g-import-not-at-top
   log = write(tmp_path / "log.txt", "u1 a b c\nu2 b c\nu3 a b\n")
