@@ -350,11 +350,13 @@ def seed_lines(dataset: str, runs: dict) -> list[str]:
 
 def readme_section(all_results: dict, flags: str, png_rel: str, time_rel: str) -> str:
   """The markdown between the quality markers: setup, one table per dataset, plot."""
-  meta = next(iter(all_results.values()))["meta"]
+  metas = [r["meta"] for r in all_results.values() if "meta" in r]
+  meta, dates = max(metas, key=lambda x: x["date"]), sorted({x["date"][:10] for x in metas})
   m = meta["machine"]
   lines = [README_START, README_TITLE, "",
            f"`python benchmarks/quality.py{flags}` on {m['cpu']} ({m['cores']} cores, jax "
-           f"{m['jax_version']} {m['platform']}), {meta['date'][:10]}. Leave-one-out, held-out "
+           f"{m['jax_version']} {m['platform']}), {' to '.join(dates[::len(dates) - 1 or 1])}. "
+           f"Leave-one-out, held-out "
            f"**test** split, all users (configs' `eval.num_users=0`), full ranking "
            f"(shared/data/README.md): `all items` ranks the target against every item, `seen "
            f"removed` excludes every item of the user's history, however long (as gSASRec's "

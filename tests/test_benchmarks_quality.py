@@ -76,6 +76,11 @@ def test_tables_and_plot_single_objective(load_benchmark, tmp_path):
   assert ("| baseline: transitions (most frequent training successor of the newest item) | "
           "watch | seen removed | 0.0500 | 0.0700 | - | - | | | | | |") in text
   assert "| published: gSASRec, Petrov & Macdonald 2023 | | seen removed | 0.1726 |" in text
+  assert "(2 cores, jax 0 cpu), 2030-01-01. Leave-one-out" in text
+  results["beauty"] = dict(results["ml1m"], meta=dict(meta, date="2029-12-30T00:00:00"))
+  assert "(2 cores, jax 0 cpu), 2029-12-30 to 2030-01-01. Leave-one-out" in q.readme_section(
+      results, "", "q.png", "t.png")
+  del results["beauty"]
   q.plot(results, tmp_path / "q.png")
   assert (tmp_path / "q.png").stat().st_size > 0
 
