@@ -352,19 +352,18 @@ def readme_section(all_results: dict, flags: str, png_rel: str, time_rel: str) -
   """The markdown between the quality markers: setup, one table per dataset, plot."""
   metas = [r["meta"] for r in all_results.values() if "meta" in r]
   meta, dates = max(metas, key=lambda x: x["date"]), sorted({x["date"][:10] for x in metas})
-  m = meta["machine"]
+  m = meta["machine"]  # the newest run's machine; the dates span every dataset's runs
   lines = [README_START, README_TITLE, "",
            f"`python benchmarks/quality.py{flags}` on {m['cpu']} ({m['cores']} cores, jax "
            f"{m['jax_version']} {m['platform']}), {' to '.join(dates[::len(dates) - 1 or 1])}. "
-           f"Leave-one-out, held-out "
-           f"**test** split, all users (configs' `eval.num_users=0`), full ranking "
-           f"(shared/data/README.md): `all items` ranks the target against every item, `seen "
-           f"removed` excludes every item of the user's history, however long (as gSASRec's "
-           f"filter_rated); compare a published number only with "
-           f"its variant. Recall@K = HR@K (one target). Train s = training-loop wall time "
-           f"(compilation in; data build, checkpoints, evaluation out). ScaNN recall@{KS[-1]} = "
-           f"overlap of ScaNN's top {KS[-1]} with the exact top {KS[-1]} (same variant); QPS = "
-           f"(user x objective) queries/s, top-{KS[-1]}, compilation excluded (launch.evaluate). "
+           f"Leave-one-out, held-out **test** split, all users (configs' `eval.num_users=0`), "
+           f"full ranking (shared/data/README.md): `all items` ranks the target against every "
+           f"item, `seen removed` excludes every item of the user's history, however long (as "
+           f"gSASRec's filter_rated); compare a published number only with its variant. "
+           f"Recall@K = HR@K (one target). Train s = training-loop wall time (compilation in; "
+           f"data build, checkpoints, evaluation out). ScaNN recall@{KS[-1]} = overlap of "
+           f"ScaNN's top {KS[-1]} with the exact top {KS[-1]} (same variant); QPS = (user x "
+           f"objective) queries/s, top-{KS[-1]}, compilation excluded (launch.evaluate). "
            f"Overrides of every run: {meta['size_overrides'] or 'none (configs as they are)'}.", ""]
   for dataset, results in all_results.items():
     lines += table(dataset, results) + [""]
