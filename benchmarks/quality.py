@@ -354,7 +354,8 @@ def readme_section(all_results: dict, flags: str, png_rel: str, time_rel: str) -
   meta, dates = max(metas, key=lambda x: x["date"]), sorted({x["date"][:10] for x in metas})
   m = meta["machine"]  # the newest run's machine; the dates span every dataset's runs
   lines = [README_START, README_TITLE, "",
-           f"`python benchmarks/quality.py{flags}` on {m['cpu']} ({m['cores']} cores, jax "
+           f"`python benchmarks/quality.py{flags}` on {m['cpu']} ({m['cores']} "
+           f"core{'s' * (m['cores'] != 1)}, jax "
            f"{m['jax_version']} {m['platform']}), {' to '.join(dates[::len(dates) - 1 or 1])}. "
            f"Leave-one-out, held-out **test** split, all users (configs' `eval.num_users=0`), "
            f"full ranking (shared/data/README.md): `all items` ranks the target against every "
