@@ -56,7 +56,7 @@ def test_configs_are_the_recipe_with_the_data_named():
 
 def test_tables_and_plot_single_objective(load_benchmark, tmp_path):
   """The README section and plot of a single-objective dataset with published numbers."""
-  q = load_benchmark("quality")
+  q, qt = load_benchmark("quality"), load_benchmark("quality_tables")
   run = dict(config="configs/ml1m.py", objectives=["watch"], num_users=6040, num_items=3416,
              train_seconds=12.0, params=1000, **{"qps/exact": 5.0, "qps/scann": 9.0})
   for prefix, shift in (("test", 0.0), ("test_seen_removed", 0.01)):
@@ -68,20 +68,20 @@ def test_tables_and_plot_single_objective(load_benchmark, tmp_path):
                                             "test_seen_removed/recall@10": 0.07})
   results = {"ml1m": {"ours": run, "published": q.PUBLISHED["ml1m"], "meta": meta,
                       "baselines": {"transitions": baseline}}}
-  text = q.readme_section(results, "", "quality.png", "quality_time.png")
+  text = qt.readme_section(results, "", "quality.png", "quality_time.png")
   assert "| ours (configs/ml1m.py) | watch | seen removed | 0.1100 | 0.2100 |" in text
   assert "- `ours`: evaluated when `seen removed` excluded only the newest" in text
-  run["eval_protocol"] = q.EVAL_PROTOCOL  # re-evaluated: the note goes
-  assert "excluded only the newest" not in q.readme_section(results, "", "q.png", "t.png")
+  run["eval_protocol"] = qt.EVAL_PROTOCOL  # re-evaluated: the note goes
+  assert "excluded only the newest" not in qt.readme_section(results, "", "q.png", "t.png")
   assert ("| baseline: transitions (most frequent training successor of the newest item) | "
           "watch | seen removed | 0.0500 | 0.0700 | - | - | | | | | |") in text
   assert "| published: gSASRec, Petrov & Macdonald 2023 | | seen removed | 0.1726 |" in text
   assert "(2 cores, jax 0 cpu), 2030-01-01. Leave-one-out" in text
   results["beauty"] = dict(results["ml1m"], meta=dict(meta, date="2029-12-30T00:00:00"))
-  assert "(2 cores, jax 0 cpu), 2029-12-30 to 2030-01-01. Leave-one-out" in q.readme_section(
+  assert "(2 cores, jax 0 cpu), 2029-12-30 to 2030-01-01. Leave-one-out" in qt.readme_section(
       results, "", "q.png", "t.png")
   del results["beauty"]
-  q.plot(results, tmp_path / "q.png")
+  qt.plot(results, tmp_path / "q.png")
   assert (tmp_path / "q.png").stat().st_size > 0
 
 
@@ -91,7 +91,7 @@ def _must_not_run(*args, **kwargs):
 
 @pytest.mark.slow  # about 70 s on 2 cores; .ci/run runs the slow set after the default one
 def test_quick_ml100k_layout_resume_and_readme(load_benchmark, tmp_path, monkeypatch):
-  q = load_benchmark("quality")
+  q, qt = load_benchmark("quality"), load_benchmark("quality_tables")
   argv = ["--datasets", "ml100k", "--quick", "--steps", "20", "--only", "mpformer",
           "--out", str(tmp_path), "--scratch", str(tmp_path / "runs"),
           "--tfds_dir", str(tmp_path / "tfds")]
@@ -129,8 +129,8 @@ def test_quick_ml100k_layout_resume_and_readme(load_benchmark, tmp_path, monkeyp
   assert q.main(argv + ["--tables_only", "--overwrite"])["ml100k"]["mpformer"] == e
   q.main(argv + ["--update_readme", "--readme", str(readme)])
   text = readme.read_text()
-  assert "keep me" in text and text.count(q.README_START) == text.count(q.README_END) == 1
-  assert q.README_TITLE in text and "](quality.png)" in text and "](quality_time.png)" in text
+  assert "keep me" in text and text.count(qt.README_START) == text.count(qt.README_END) == 1
+  assert qt.README_TITLE in text and "](quality.png)" in text and "](quality_time.png)" in text
   assert e["curve"]["variant"] == "all items" and e["curve"]["points"][-1][1] == 20
   assert "| mpformer (configs/ml100k.py:test) | love | all items |" in text
 
@@ -153,10 +153,10 @@ def test_quick_ml100k_layout_resume_and_readme(load_benchmark, tmp_path, monkeyp
 
 
 def test_count_baselines_on_the_synthetic_platform(load_benchmark):
-  q, qb = load_benchmark("quality"), load_benchmark("quality_baselines")
+  qt, qb = load_benchmark("quality_tables"), load_benchmark("quality_baselines")
   from configs import base  # pylint: disable=import-outside-toplevel
   data = base.get_config("tiny").data
-  out = qb.compute(data, None, q.VARIANTS, lambda p, o, m: f"{p}/{o}/{m}")
+  out = qb.compute(data, None, qt.VARIANTS, lambda p, o, m: f"{p}/{o}/{m}")
   assert set(out) == {"popularity", "transitions"}
   for e in out.values():
     assert e["objectives"] == list(base.get_config("tiny").model.objectives)
@@ -188,14 +188,14 @@ def test_config_digest_follows_the_resolved_config(load_benchmark, tmp_path):
 
 
 def test_seed_spread_by_hand(load_benchmark):
-  q = load_benchmark("quality")
+  qt = load_benchmark("quality_tables")
   def run(ndcg, recall):
     return {"step": 500, "objectives": ["watch"], "test/ndcg@10": ndcg,
             "test/recall@10": recall, "test_seen_removed/ndcg@10": ndcg + 0.01,
             "test_seen_removed/recall@10": recall + 0.01}
   runs = {"ours/seed0": run(0.10, 0.20), "ours/seed1": run(0.12, 0.22),
           "ours/seed2": run(0.14, 0.24), "sasrec": run(0.1, 0.2)}
-  assert q.seed_lines("ml1m", runs) == [
+  assert qt.seed_lines("ml1m", runs) == [
       "- seed spread, `ours` (3 seeds, 500 steps): NDCG@10 all items 0.1200 ± 0.0200; "
       "Recall@10 all items 0.2200 ± 0.0200; NDCG@10 seen removed 0.1300 ± 0.0200; "
       "Recall@10 seen removed 0.2300 ± 0.0200."]
