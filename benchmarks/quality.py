@@ -57,8 +57,8 @@ from benchmarks import quality_baselines  # pylint: disable=wrong-import-positio
 from benchmarks import quality_curves  # pylint: disable=wrong-import-position
 from benchmarks import quality_published  # pylint: disable=wrong-import-position
 from benchmarks.quality_tables import (  # pylint: disable=wrong-import-position
-    COMPLETE, EVAL_PROTOCOL, KS, README_END, README_START, VARIANTS, metric_key, plot,
-    readme_section, table)
+    COMPLETE, EVAL_PROTOCOL, KS, README_END, README_START, VARIANTS, flat_keys, metric_key,
+    plot, readme_section, table)
 from mpformer_jax.data import screening  # pylint: disable=wrong-import-position
 from mpformer_jax.data.registry import make_source  # pylint: disable=wrong-import-position
 from mpformer_jax.data.stats import DatasetStats  # pylint: disable=wrong-import-position
@@ -137,7 +137,7 @@ def entry(dataset: str, config: str, overrides: dict, workdir: Path, proc: dict)
   exact, scann = (json.loads((workdir / f"eval_{r}.json").read_text()) for r in ("exact", "scann"))
   found = {k.split("/")[1] for k in exact if k.startswith("test/") and k.endswith("/count")}
   objectives = [o for o in ML100K_OBJECTIVES if o in found] + sorted(found - {*ML100K_OBJECTIVES})
-  flat = dataset != "ml100k"
+  flat = flat_keys(dataset)
   e = dict(config=config, overrides=overrides, objectives=objectives, step=exact["step"],
            num_users=exact["num_users"], num_items=exact["num_items"], params=final["params"],
            train_seconds=trainer.train_seconds(workdir), **proc,
@@ -321,7 +321,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     res = json.loads(paths[dataset].read_text()) if paths[dataset].exists() else {}
     common.write_json(paths[dataset], dict(res, baselines=quality_baselines.compute(
         data, ML100K_OBJECTIVES if dataset == "ml100k" else None, VARIANTS,
-        functools.partial(metric_key, flat=dataset != "ml100k"))))
+        functools.partial(metric_key, flat=flat_keys(dataset)))))
   all_results = {d: json.loads(paths[d].read_text()) for d in DATASETS if paths[d].exists()}
   png, time_png = Path(args.out) / "quality.png", Path(args.out) / "quality_time.png"
   plot(all_results, png)

@@ -23,6 +23,11 @@ README_START, README_END = "<!-- quality:start -->", "<!-- quality:end -->"
 README_TITLE = "## Quality on real data: ours vs SASRec vs published numbers"
 
 
+def flat_keys(dataset: str) -> bool:
+  """Whether a dataset's JSON keys leave the objective out: all but multi-objective ML-100K."""
+  return dataset != "ml100k"
+
+
 def metric_key(prefix: str, objective: str, metric: str, flat: bool) -> str:
   """`test/ndcg@10` on single-objective datasets (HR@K -> recall@K), else `test/<o>/hr@K`."""
   if flat:
@@ -60,7 +65,7 @@ def table(dataset: str, results: dict) -> list[str]:
            "| " + " | ".join(head) + " |",
            "|---|---|---|" + "---:|" * (len(head) - 3)]
   for name, e in runs.items():
-    flat, first = dataset != "ml100k", True
+    flat, first = flat_keys(dataset), True
     for o in e["objectives"]:
       for variant in shown_variants(results):
         vals = [e.get(metric_key(PREFIXES[variant], o, m, flat))
@@ -75,7 +80,7 @@ def table(dataset: str, results: dict) -> list[str]:
                      + " | ".join([fmt(v) for v in vals] + cost) + " |")
   lines += quality_baselines.table_rows(
       results.get("baselines", {}), [v for v in shown_variants(results) if v in VARIANTS],
-      VARIANTS, functools.partial(metric_key, flat=dataset != "ml100k"))
+      VARIANTS, functools.partial(metric_key, flat=flat_keys(dataset)))
   notes = {}
   for name, p in sorted(published.items(), key=lambda kv: (kv[1]["variant"], kv[0])):
     lines.append(f"| published: {name}, {p['source']} | | {p['variant']} | "
@@ -112,7 +117,7 @@ def seed_lines(dataset: str, runs: dict) -> list[str]:
     parts = []
     for variant, prefix in VARIANTS.items():
       for m in ("ndcg@10", "hr@10"):
-        v = [e[metric_key(prefix, e["objectives"][0], m, dataset != "ml100k")] for e in entries]
+        v = [e[metric_key(prefix, e["objectives"][0], m, flat_keys(dataset))] for e in entries]
         parts.append(f"{m.replace('hr@', 'Recall@').replace('ndcg', 'NDCG')} {variant} "
                      f"{statistics.mean(v):.4f} ± {statistics.stdev(v):.4f}")
     lines.append(f"- seed spread, `{base}` ({len(entries)} seeds, {'/'.join(map(str, steps))} "
@@ -153,7 +158,7 @@ def plot(all_results: dict, path) -> None:
 
   panels = {}  # dataset -> [(label, ndcg@10, recall@10)]
   for dataset, results in all_results.items():
-    flat, rows = dataset != "ml100k", panels.setdefault(dataset, [])
+    flat, rows = flat_keys(dataset), panels.setdefault(dataset, [])
     for name, e in {**trained_runs(results), **results.get("baselines", {})}.items():
       rows += [(f"{name}{'' if flat else ' ' + o} [{v}]",
                 e.get(metric_key(PREFIXES[v], o, "ndcg@10", flat)),
