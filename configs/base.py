@@ -118,7 +118,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                 # skipped; any beyond it are left out, logged as next_item/dropped_fraction)
                 next_item_targets=0,
                 # "in_batch" [paper]: the batch's targets, logQ-corrected; "catalogue" [ours,
-                # small corpora]: exact softmax over every item (needs kind="softmax").
+                # small corpora]: exact softmax over every item (kind "softmax" or
+                # "label_smoothing").
                 negatives="in_batch")
   c.train = dict(num_steps=1_000, batch_size=128, learning_rate=2e-3, warmup_steps=100,
                  weight_decay=0.01, grad_clip=1.0, log_every_steps=50,

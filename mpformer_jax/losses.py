@@ -8,7 +8,9 @@ Kinds:
   "smooth_logq":      L = -(1-a) log p(x+) - (a/C) sum_{c != b} log(1 - p(x_c))
   "label_smoothing":  L = -(1-a) log p(x+) - (a/C') sum_{valid c} log p(x_c)
   "softmax":          L = -log p(x+)
-with C the number of candidates and C' the number of unmasked ones.
+with C the number of candidates and C' the number of unmasked ones. With
+loss.negatives="catalogue" (the exact softmax over all N items) "softmax" and
+"label_smoothing" apply, the latter with C' = N for the target and every next-item position.
 """
 from __future__ import annotations
 
@@ -49,11 +51,29 @@ def catalogue_logits(user: jax.Array, items: jax.Array, temperature: float = 1.0
   return scores.at[:, 0].set(_MASKED)
 
 
-def catalogue_loss(logits: jax.Array, target_ids: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Per-row cross-entropy [B] and correctness [B] of logits [B, N + 1] vs target ids [B]."""
+def catalogue_loss(logits: jax.Array, target_ids: jax.Array,
+                   smoothing: float = 0.0) -> tuple[jax.Array, jax.Array]:
+  """Per-row cross-entropy [B] and correctness [B] of logits [B, N + 1] vs target ids [B].
+
+  smoothing a > 0: -(1-a) log p(x+) - (a/N) sum over the N items (column 0 excluded) of
+  log p(x_c), label smoothing towards the uniform distribution over the catalogue.
+  """
   logits = logits.astype(jnp.float32)
   pos = jnp.take_along_axis(logits, target_ids[:, None], axis=-1)[:, 0]
-  return jax.nn.logsumexp(logits, axis=-1) - pos, jnp.argmax(logits, axis=-1) == target_ids
+  lse = jax.nn.logsumexp(logits, axis=-1)
+  loss = lse - pos
+  if smoothing:
+    loss = lse - (1.0 - smoothing) * pos - smoothing * jnp.mean(logits[:, 1:], axis=-1)
+  return loss, jnp.argmax(logits, axis=-1) == target_ids
+
+
+def catalogue_smoothing(kind: str, alpha: float) -> float:
+  """The catalogue softmax's label smoothing for loss.kind (0 for the plain softmax)."""
+  if kind not in ("softmax", "label_smoothing"):
+    raise ValueError('loss.negatives="catalogue" is the exact softmax: loss.kind must be '
+                     f'"softmax" or "label_smoothing" (got {kind!r}, a correction for '
+                     "in-batch sampling)")
+  return alpha if kind == "label_smoothing" else 0.0
 
 
 def in_batch_loss(logits: jax.Array, *, kind: str = "smooth_logq",
@@ -102,7 +122,8 @@ def retrieval_loss(user: jax.Array, cand: jax.Array, batch: Mapping[str, jax.Arr
       logits = in_batch_logits(user[:, o], cand, cand_ids, logq, temperature)
       rows, correct = in_batch_loss(logits, kind=kind, alpha=alpha)
     else:
-      rows, correct = catalogue_loss(catalogue_logits(user[:, o], items, temperature), cand_ids)
+      rows, correct = catalogue_loss(catalogue_logits(user[:, o], items, temperature), cand_ids,
+                                     catalogue_smoothing(kind, alpha))
     y = labels[:, col].astype(jnp.float32)
     count = jnp.sum(y)
     loss_o = jnp.sum(rows * y) / jnp.maximum(count, 1.0)
@@ -127,14 +148,16 @@ def objective_mix_loss(logits: jax.Array, mix: jax.Array, has_any: jax.Array) ->
 def next_item_loss(item_out: jax.Array, next_emb: jax.Array | None, next_ids: jax.Array,
                    valid: jax.Array, cand: jax.Array, cand_ids: jax.Array,
                    cand_logq: jax.Array | None, temperature: float = 1.0,
-                   items: jax.Array | None = None, max_targets: int = 0) -> jax.Array:
+                   items: jax.Array | None = None, max_targets: int = 0,
+                   smoothing: float = 0.0) -> jax.Array:
   """Auxiliary next-item softmax at every raw item token (SASRec-style training signal).
 
   Position t of row b scores its next item (positive) against the batch's C target items
   (negatives, logQ-corrected if `cand_logq` is given, accidental hits masked); the loss is
   the mean cross-entropy over valid positions. item_out, next_emb [B, R, d]; next_ids and
   valid [B, R]; cand [C, d]. With `items` [N + 1, d] the softmax is over the whole corpus
-  instead (next_emb, cand unused): SASRec trained with full cross-entropy.
+  instead (next_emb, cand unused): SASRec trained with full cross-entropy, label-smoothed
+  by `smoothing` (`catalogue_loss`).
   max_targets > 0 scores only the first max_targets valid positions (row-major), gathered
   into a static [max_targets] buffer, so padding costs nothing: left-padded histories of
   short users are mostly padding. Positions past the budget are left out of this step.
@@ -149,7 +172,7 @@ def next_item_loss(item_out: jax.Array, next_emb: jax.Array | None, next_ids: ja
     emb = None if emb is None else emb[idx]
     w = (jnp.arange(max_targets) < jnp.sum(w)).astype(jnp.float32)
   if items is not None:  # Every position is a row of the catalogue softmax.
-    ce, _ = catalogue_loss(catalogue_logits(out[:, None], items, temperature), ids)
+    ce, _ = catalogue_loss(catalogue_logits(out[:, None], items, temperature), ids, smoothing)
   else:
     pos = jnp.sum(out * emb, axis=-1) / temperature
     neg = (out @ cand.T) / temperature

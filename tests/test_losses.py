@@ -126,6 +126,31 @@ def test_catalogue_loss_by_hand():
   np.testing.assert_array_equal(correct, [True, False])
 
 
+def test_catalogue_label_smoothing_by_hand():
+  user = jnp.asarray([[[1., 0.]]])                       # logits (masked | 1, 0, -1)
+  rows, _ = losses.catalogue_loss(losses.catalogue_logits(user, ITEMS), jnp.asarray([1]),
+                                  smoothing=0.3)
+  z = math.log(E + 1 + 1 / E)
+  logp = [1 - z, 0 - z, -1 - z]                          # the padding column is not a class
+  want = -(0.7 * logp[0]) - 0.3 * sum(logp) / 3
+  assert float(rows[0]) == pytest.approx(want, rel=1e-6)
+  with pytest.raises(ValueError, match='"softmax" or "label_smoothing"'):
+    losses.catalogue_smoothing("smooth_logq", 0.1)
+  assert losses.catalogue_smoothing("softmax", 0.1) == 0.0
+  assert losses.catalogue_smoothing("label_smoothing", 0.1) == 0.1
+
+
+def test_catalogue_next_item_label_smoothing_by_hand():
+  item_out = jnp.asarray([[[1., 0.], [0., 1.]]])
+  next_ids, valid = jnp.asarray([[1, 3]]), jnp.asarray([[True, True]])
+  loss = losses.next_item_loss(item_out, None, next_ids, valid, None, None, None, items=ITEMS,
+                               smoothing=0.2)
+  z1, z2 = math.log(E + 1 + 1 / E), math.log(1 + E + 1)
+  row1 = -(0.8 * (1 - z1)) - 0.2 * ((1 - z1) + (0 - z1) + (-1 - z1)) / 3
+  row2 = -(0.8 * (0 - z2)) - 0.2 * ((0 - z2) + (1 - z2) + (0 - z2)) / 3
+  assert float(loss) == pytest.approx((row1 + row2) / 2, rel=1e-6)
+
+
 def test_catalogue_max_over_interests():
   user = jnp.asarray([[[1., 0.], [0., 2.]]])             # scores max(1, 0), max(0, 2), max(-1, 0)
   rows, correct = losses.catalogue_loss(losses.catalogue_logits(user, ITEMS, temperature=0.5),

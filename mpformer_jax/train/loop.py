@@ -17,6 +17,7 @@ import time
 import jax
 from absl import logging
 
+from mpformer_jax import losses
 from mpformer_jax.data import pipeline, schema, screening
 from mpformer_jax.data.registry import make_source
 from mpformer_jax.data.stats import DatasetStats
@@ -59,9 +60,8 @@ def check_config(config) -> None:
       raise ValueError(f"train.{key} must be >= 1, got {t[key]}")
   if config.data.max_len < 1:
     raise ValueError(f"data.max_len must be >= 1, got {config.data.max_len}")
-  if config.loss.negatives == "catalogue" and config.loss.kind != "softmax":
-    raise ValueError('loss.negatives="catalogue" is the exact softmax: set loss.kind="softmax" '
-                     f"(got {config.loss.kind!r}, a correction for in-batch sampling)")
+  if config.loss.negatives == "catalogue":
+    losses.catalogue_smoothing(config.loss.kind, config.loss.alpha)  # raises on a bad kind
   if t.nonfinite not in NONFINITE_POLICIES:
     raise ValueError(f"train.nonfinite must be one of {NONFINITE_POLICIES}, got {t.nonfinite!r}")
   if config.eval.split not in ("valid", "test"):

@@ -173,9 +173,11 @@ def _next_item_loss(model, params, item_out, cand, batch, config, items=None):
   valid = (hist > 0) & (next_ids > 0)
   budget = config.loss.next_item_targets
   dropped = jnp.maximum(jnp.sum(valid) - budget, 0) if budget > 0 else jnp.zeros((), jnp.int32)
+  smoothing = 0.0 if items is None else losses.catalogue_smoothing(config.loss.kind,
+                                                                  config.loss.alpha)
   loss = losses.next_item_loss(item_out, next_emb, next_ids, valid, cand,
                                batch[schema.TARGET_ID], logq, config.loss.temperature, items,
-                               max_targets=budget)
+                               max_targets=budget, smoothing=smoothing)
   return loss, dropped / jnp.maximum(jnp.sum(valid), 1)
 
 

@@ -75,5 +75,5 @@ def test_catalogue_needs_corpus_features_and_a_known_mode(setup):
 def test_catalogue_with_an_in_batch_correction_is_rejected(tmp_path):
   config = base.get_config("tiny")
   config.loss.negatives = "catalogue"  # kind stays "smooth_logq"
-  with pytest.raises(ValueError, match='set loss.kind="softmax"'):
+  with pytest.raises(ValueError, match='loss.kind must be "softmax" or "label_smoothing"'):
     train_and_evaluate(config, str(tmp_path))
