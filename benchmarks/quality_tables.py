@@ -129,11 +129,13 @@ def readme_section(all_results: dict, flags: str, png_rel: str, time_rel: str) -
   """The markdown between the quality markers: setup, one table per dataset, plot."""
   metas = [r["meta"] for r in all_results.values() if "meta" in r]
   meta, dates = max(metas, key=lambda x: x["date"]), sorted({x["date"][:10] for x in metas})
-  m = meta["machine"]  # the newest run's machine; the dates span every dataset's runs
+  # Every dataset file's newest machine (runs of one benchmark may span machines).
+  machines = "; ".join(sorted({
+      f"{m['cpu']} ({m['cores']} core{'s' * (m['cores'] != 1)}, jax {m['jax_version']} "
+      f"{m['platform']})" for m in (x["machine"] for x in metas)}))
   lines = [README_START, README_TITLE, "",
-           f"`python benchmarks/quality.py{flags}` on {m['cpu']} ({m['cores']} "
-           f"core{'s' * (m['cores'] != 1)}, jax "
-           f"{m['jax_version']} {m['platform']}), {' to '.join(dates[::len(dates) - 1 or 1])}. "
+           f"`python benchmarks/quality.py{flags}` on {machines}, "
+           f"{' to '.join(dates[::len(dates) - 1 or 1])}. "
            f"Leave-one-out, held-out **test** split, all users (configs' `eval.num_users=0`), "
            f"full ranking (shared/data/README.md): `all items` ranks the target against every "
            f"item, `seen removed` excludes every item of the user's history, however long (as "

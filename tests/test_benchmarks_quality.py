@@ -80,6 +80,10 @@ def test_tables_and_plot_single_objective(load_benchmark, tmp_path):
   results["beauty"] = dict(results["ml1m"], meta=dict(meta, date="2029-12-30T00:00:00"))
   assert "(2 cores, jax 0 cpu), 2029-12-30 to 2030-01-01. Leave-one-out" in qt.readme_section(
       results, "", "q.png", "t.png")
+  other = dict(meta["machine"], cpu="Other CPU", cores=1)
+  results["beauty"]["meta"] = dict(results["beauty"]["meta"], machine=other)
+  assert (f"on Other CPU (1 core, jax 0 cpu); {meta['machine']['cpu']} (2 cores, jax 0 "
+          "cpu), 2029-12-30") in qt.readme_section(results, "", "q.png", "t.png")
   del results["beauty"]
   qt.plot(results, tmp_path / "q.png")
   assert (tmp_path / "q.png").stat().st_size > 0
