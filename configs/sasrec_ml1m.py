@@ -10,8 +10,8 @@ published ones: SASRec+'s dropout 0.1 on dense data (ML-1M; its repository's SAS
 where the original SASRec's 0.2 gave a lower validation curve at every point,
 benchmarks/README.md), SASRec's 0.5 on sparse (Beauty), and 42 passes over the users
 (SASRec+ peaked at passes 63-85 on a GPU with a constant learning rate of 1e-3). On ML-1M
-the peak rate is 2e-3: our cosine schedule's mean rate is half its peak, so this is the mean
-of SASRec+'s constant 1e-3 (validation NDCG@10 0.1718 -> 0.1778, ahead at every point).
+the peak rate is 2e-3: our cosine schedule's mean rate is half its peak, so it averages
+SASRec+'s constant 1e-3 (validation NDCG@10 0.1718 -> 0.1778, ahead at every point).
 Beauty's SASRec keeps 1e-3: 2e-3 was behind from pass 21 and level at the end (0.0445 vs
 0.0448, benchmarks/README.md).
 Differences from the original SASRec: the token MLP also sees the item's side features,
