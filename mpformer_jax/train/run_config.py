@@ -33,7 +33,8 @@ from absl import logging
 from mpformer_jax.train import recipe
 
 RUN_FILE = "config.json"
-FREE_PREFIXES = ("eval.", "mesh.", "parallel.", "export.")
+# recipe.*: the rules' parameters; every value they derive is a field checked on its own.
+FREE_PREFIXES = ("eval.", "mesh.", "parallel.", "export.", "recipe.")
 FREE_FIELDS = frozenset({
     "train.log_every_steps", "train.eval_every_steps", "train.checkpoint_every_steps",
     "train.max_checkpoints", "train.nonfinite", "train.export_every_steps",

@@ -35,3 +35,18 @@ def test_added_field_at_another_value_is_drift():
       ("model.param_dtype", "<absent>", "bfloat16")]
   with pytest.raises(run_config.ConfigDrift, match="model.param_dtype: '<absent>'"):
     run_config.check(record, config, None)
+
+
+def test_recipe_parameters_are_free_but_what_they_derive_is_checked():
+  """A run saved before a recipe parameter existed resumes; a changed derived value does not."""
+  from configs import recipe as recipe_config  # pylint: disable=import-outside-toplevel
+  config = recipe_config.get_config()
+  saved = run_config.plain(config)
+  del saved["recipe"]["evaluations"]                 # an older version's rules
+  saved["recipe"]["min_steps"] = 500                 # a rule's parameter changed since
+  changes = run_config.check(dict(config=saved), config, None)
+  assert [c["field"] for c in changes] == ["recipe.evaluations", "recipe.min_steps"]
+  assert {c["kind"] for c in changes} == {"free"}
+  config.train.num_steps = 1_000                     # a value a rule derives: checked
+  with pytest.raises(run_config.ConfigDrift, match="train.num_steps: -1"):
+    run_config.check(dict(config=saved), config, None)
