@@ -3,6 +3,7 @@ change (old workdirs stay readable and resumable); at any other value it is a Co
 import pytest
 
 from configs import base
+from configs import recipe as recipe_config
 from mpformer_jax.train import run_config
 
 
@@ -39,7 +40,6 @@ def test_added_field_at_another_value_is_drift():
 
 def test_recipe_parameters_are_free_but_what_they_derive_is_checked():
   """A run saved before a recipe parameter existed resumes; a changed derived value does not."""
-  from configs import recipe as recipe_config  # pylint: disable=import-outside-toplevel
   config = recipe_config.get_config()
   saved = run_config.plain(config)
   del saved["recipe"]["evaluations"]                 # an older version's rules
