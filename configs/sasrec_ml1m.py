@@ -10,12 +10,12 @@ published ones: SASRec+'s dropout 0.1 on dense data (ML-1M; its repository's SAS
 where the original SASRec's 0.2 gave a lower validation curve at every point,
 benchmarks/README.md), SASRec's 0.5 on sparse (Beauty), and 42 passes over the users
 (SASRec+ peaked at passes 63-85 on a GPU with a constant learning rate of 1e-3). On ML-1M
-the peak rate is 2e-3: our cosine schedule's mean rate is half its peak, so it averages
-SASRec+'s constant 1e-3 (validation NDCG@10 0.1718 -> 0.1778, ahead at every point).
-Beauty's SASRec keeps 1e-3: 2e-3 was behind from pass 21 and level at the end (0.0445 vs
-0.0448, benchmarks/README.md). On ML-1M it has SASRec+'s single attention head (the
-recipe's 2 heads of 32 gave 0.1778, one of 64 0.1788, ahead at the last 6 of 8 points);
-Beauty's SASRec keeps 2 heads, not yet measured with one.
+the recipe's peak rate 2e-3 stays: our cosine schedule's mean rate is half its peak, so it
+averages SASRec+'s constant 1e-3 (validation NDCG@10 0.1718 at 1e-3 -> 0.1778, ahead at
+every point). Beauty's SASRec sets 1e-3: 2e-3 was behind from pass 21 and level at the end
+(0.0445 vs 0.0448, benchmarks/README.md). On ML-1M it has SASRec+'s single attention head
+(the recipe's 2 heads of 32 gave 0.1778, one of 64 0.1788, ahead at the last 6 of 8
+points); Beauty's SASRec keeps 2 heads, not yet measured with one.
 Differences from the original SASRec: the token MLP also sees the item's side features,
 RoPE positions, SwiGLU blocks, L2-normalised embeddings under a temperature.
 """
@@ -35,6 +35,5 @@ def as_sasrec(c):
 def get_config(arg: str | None = None):
   c = as_sasrec(ml1m.get_config(arg))
   if arg != "tiny":
-    c.train.learning_rate = 2e-3
     c.model.num_heads = 1
   return c
