@@ -88,6 +88,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       weight_recent=50,             # recent events defining the objective-mix target
       normalize=False,              # L2-normalise u and v (use with loss.temperature)
       dropout=0.0,                  # token-embedding and residual dropout, training only
+      # BSARec's alpha [ours: causal]: each block's attention branch on the history tokens
+      # becomes freq_mix * (low + beta * (x - low)) + (1 - freq_mix) * attention, low the
+      # mean of the newest freq_window tokens (model/frequency.py); 0 = plain attention.
+      # Beauty, 0.7: validation +1.5% on 3 seeds x 1,000 steps, +3.0% at full length (one
+      # seed); off until measured on ML-1M (benchmarks/README.md, "Quality")
+      freq_mix=0.0,
+      freq_window=10,
       # "bfloat16": activations and matmuls in bf16 (mixed precision); the softmax, logQ,
       # losses and metrics stay f32, as do params and Adam moments unless param_dtype says
       dtype="float32",

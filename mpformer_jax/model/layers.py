@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 # DenseGeneral kernels under a mesh (flax #3676); see parallel/logical.py.
+from mpformer_jax.model.frequency import FrequencyFilter
 from mpformer_jax.parallel.logical import with_logical_partitioning as nd_logical_partitioning
 
 Dtype = jnp.dtype
@@ -127,19 +128,28 @@ class Block(nn.Module):
   `ffn_gate` (optional, [B, 1, d] or broadcastable) scales the FFN output; MPFormer's
   PEPNet-style user gate plugs in here. `dropout` acts on both residual branches, and only
   when the caller supplies a "dropout" rng (training); evaluation passes none.
+  `freq_mix` > 0 (BSARec, model/frequency.py): on the rows where `seq_valid` is True the
+  attention branch becomes freq_mix * filter(norm x) + (1 - freq_mix) * Attn(norm x).
   """
   num_heads: int
   mlp_hidden: int
   dtype: Dtype = jnp.float32
   dropout: float = 0.0
+  freq_mix: float = 0.0
+  freq_window: int = 1
 
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array, positions: jax.Array,
                bias: jax.Array | None = None,
-               ffn_gate: jax.Array | None = None) -> jax.Array:
+               ffn_gate: jax.Array | None = None,
+               seq_valid: jax.Array | None = None) -> jax.Array:
     drop = Dropout(self.dropout)
-    x = x + drop(Attention(self.num_heads, self.dtype, name="attn")(
-        RMSNorm(dtype=self.dtype, name="attn_norm")(x), mask, positions, bias))
+    h = RMSNorm(dtype=self.dtype, name="attn_norm")(x)
+    a = Attention(self.num_heads, self.dtype, name="attn")(h, mask, positions, bias)
+    if self.freq_mix:
+      f = FrequencyFilter(self.freq_window, name="freq")(h, seq_valid)
+      a = jnp.where(seq_valid[..., None], self.freq_mix * f + (1 - self.freq_mix) * a, a)
+    x = x + drop(a)
     h = SwiGLU(self.mlp_hidden, self.dtype, name="ffn")(RMSNorm(dtype=self.dtype,
                                                                name="ffn_norm")(x))
     if ffn_gate is not None:

@@ -55,6 +55,8 @@ class ModelConfig:
   readout: str  # "queries" (k interests) or "last" (SASRec: newest item)
   normalize: bool
   dropout: float  # on the token embeddings and residual branches (training)
+  freq_mix: float  # BSARec's alpha: the frequency filter's share beside attention (0 = off)
+  freq_window: int  # its causal low-pass: the mean of the newest freq_window tokens
   schedule: tuple[tuple[int, int], ...]
   long_history: str  # "compress" (the schedule; () = plain) or "solar"
   solar_rank: int  # SVD-Attention landmarks r
@@ -81,6 +83,10 @@ class ModelConfig:
                        f"model.num_heads={c.num_heads}")
     if not 0.0 <= c.dropout < 1.0:
       raise ValueError(f"model.dropout must be in [0, 1), got {c.dropout}")
+    if not 0.0 <= c.freq_mix <= 1.0:
+      raise ValueError(f"model.freq_mix must be in [0, 1], got {c.freq_mix}")
+    if c.freq_window < 1:
+      raise ValueError(f"model.freq_window must be >= 1, got {c.freq_window}")
     if c.num_queries < 1:
       raise ValueError(f"model.num_queries must be >= 1, got {c.num_queries}")
     if c.readout not in ("queries", "last"):
@@ -114,7 +120,8 @@ class ModelConfig:
                user_gate=c.user_gate, target_weights=c.target_weights,
                weight_recent=c.weight_recent, max_query_tokens=c.max_query_tokens,
                readout=c.readout,
-               normalize=c.normalize, dropout=c.dropout,
+               normalize=c.normalize, dropout=c.dropout, freq_mix=c.freq_mix,
+               freq_window=c.freq_window,
                schedule=validate_schedule(c.compression.schedule, max_len),
                long_history=c.long_history, solar_rank=c.solar.rank,
                solar_recent=c.solar.recent, pool=c.compression.pool,
@@ -144,7 +151,7 @@ class Retriever(nn.Module):
     if c.objective_embedding and len(c.objectives) > 1:
       self.objective_emb = self.param("objective_embedding", init,
                                       (len(c.objectives), c.d_model), jnp.float32)
-    self.blocks = [Block(c.num_heads, c.mlp_hidden, dt, c.dropout)
+    self.blocks = [Block(c.num_heads, c.mlp_hidden, dt, c.dropout, c.freq_mix, c.freq_window)
                    for _ in range(c.num_layers)]
     self.token_dropout = Dropout(c.dropout)
     if c.long_history == "solar":
@@ -250,6 +257,7 @@ class Retriever(nn.Module):
     x = nn.with_logical_constraint(x, ("batch", "seq", "embed"))
     num_context = context_valid.shape[1]
     mask = masks.backbone_mask(context_valid, num_obj, k)
+    seq_valid = jnp.pad(context_valid, ((0, 0), (0, num_obj * k)))  # the history tokens
     positions = jnp.asarray(masks.backbone_positions(num_context, num_obj, k))[None]
     bias = None
     if c.attention_bias or c.recency_bias:
@@ -261,7 +269,7 @@ class Retriever(nn.Module):
       if memory is not None:
         x = x + self.memory_dropout(self.readers[i](x, memory))
       gate = self.gates[i](user)[:, None] if c.user_gate else None
-      x = block(x, mask, positions, bias, gate)
+      x = block(x, mask, positions, bias, gate, seq_valid)
     x = self.final_norm(x)
     if c.readout == "last":  # SASRec: the newest item's output is the single interest
       u = self.head(x[:, num_context - 1])[:, None, None].astype(jnp.float32)

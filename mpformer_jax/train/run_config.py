@@ -53,7 +53,8 @@ ADDED_FIELDS = {"train.nonfinite": "stop", "data.invalid_users": "error",
                 "model.solar.rank": 16, "model.solar.recent": 48,
                 "data.recurring.items": 0, "data.recurring.period": 512,
                 "data.recurring.burst": 8, "data.recurring.quiet": 256,
-                "data.recurring.return_prob": 0.5, "data.objective_story": False}
+                "data.recurring.return_prob": 0.5, "data.objective_story": False,
+                "model.freq_mix": 0.0, "model.freq_window": 10}
 
 
 class ConfigDrift(ValueError):
