@@ -92,7 +92,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # becomes freq_mix * (low + beta * (x - low)) + (1 - freq_mix) * attention, low the
       # mean of the newest freq_window tokens (model/frequency.py); 0 = plain attention.
       # Beauty, 0.7: validation +1.5% on 3 seeds x 1,000 steps, +3.0% at full length (one
-      # seed); off until measured on ML-1M (benchmarks/README.md, "Quality")
+      # seed); ML-1M: ahead at first, level by the third of 8 points, its end unmeasured.
+      # Off (benchmarks/README.md, "Quality")
       freq_mix=0.0,
       freq_window=10,
       # "bfloat16": activations and matmuls in bf16 (mixed precision); the softmax, logQ,
