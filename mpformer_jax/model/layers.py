@@ -11,8 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-# DenseGeneral kernels under a mesh (flax #3676); see parallel/logical.py.
 from mpformer_jax.model.frequency import FrequencyFilter
+# DenseGeneral kernels under a mesh (flax #3676); see parallel/logical.py.
 from mpformer_jax.parallel.logical import with_logical_partitioning as nd_logical_partitioning
 
 Dtype = jnp.dtype
@@ -147,6 +147,8 @@ class Block(nn.Module):
     h = RMSNorm(dtype=self.dtype, name="attn_norm")(x)
     a = Attention(self.num_heads, self.dtype, name="attn")(h, mask, positions, bias)
     if self.freq_mix:
+      if seq_valid is None:
+        raise ValueError("Block(freq_mix > 0) needs seq_valid: the history tokens to filter")
       f = FrequencyFilter(self.freq_window, name="freq")(h, seq_valid)
       a = jnp.where(seq_valid[..., None], self.freq_mix * f + (1 - self.freq_mix) * a, a)
     x = x + drop(a)

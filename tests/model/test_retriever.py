@@ -116,6 +116,13 @@ def test_from_config_errors():
   with pytest.raises(ValueError, match="d_model=30 is not divisible"):
     ModelConfig.from_config(c, 32)
   c.d_model = 32
+  c.freq_mix = 1.5
+  with pytest.raises(ValueError, match=r"model.freq_mix must be in \[0, 1\], got 1.5"):
+    ModelConfig.from_config(c, 32)
+  c.freq_mix, c.freq_window = 0.7, 0
+  with pytest.raises(ValueError, match="model.freq_window must be >= 1, got 0"):
+    ModelConfig.from_config(c, 32)
+  c.freq_window = 10
   c.compression.schedule = ((8, 2),)
   with pytest.raises(ValueError, match="more than max_len=8"):
     ModelConfig.from_config(c, 8)
