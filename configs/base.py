@@ -96,6 +96,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # Off (benchmarks/README.md, "Quality")
       freq_mix=0.0,
       freq_window=10,
+      # "mlp": the token MLP and the item tower over the id row and side features (DESIGN
+      # 2.2, 2.6); "id" (SASRec's): the id row is both the history token and the item vector
+      # (needs item_embed_dim == d_model == output_dim), side features unused.
+      item_encoder="mlp",
+      # "rope": rotary positions in every attention; "learned": SASRec's absolute position
+      # table added to the backbone's input.
+      positions="rope",
       # "bfloat16": activations and matmuls in bf16 (mixed precision); the softmax, logQ,
       # losses and metrics stay f32, as do params and Adam moments unless param_dtype says
       dtype="float32",

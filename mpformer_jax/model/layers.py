@@ -92,9 +92,13 @@ class OutProj(nn.Module):
 
 
 class Attention(nn.Module):
-  """Multi-head self-attention with RoPE, a boolean mask and an optional additive bias."""
+  """Multi-head self-attention with RoPE, a boolean mask and an optional additive bias.
+
+  `rope=False`: no rotation (the positions then come from a learned table on the input).
+  """
   num_heads: int
   dtype: Dtype = jnp.float32
+  rope: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array, positions: jax.Array,
@@ -103,7 +107,8 @@ class Attention(nn.Module):
     if d % self.num_heads:
       raise ValueError(f"d_model {d} is not divisible by num_heads {self.num_heads}")
     q, k, v = QKV(self.num_heads, d // self.num_heads, self.dtype, name="qkv")(x)
-    q, k = rope(q, positions), rope(k, positions)
+    if self.rope:
+      q, k = rope(q, positions), rope(k, positions)
     probs = attention_weights(q, k, mask, bias)
     out = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
     return OutProj(d, self.dtype, name="proj")(out)
@@ -137,6 +142,7 @@ class Block(nn.Module):
   dropout: float = 0.0
   freq_mix: float = 0.0
   freq_window: int = 1
+  rope: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array, positions: jax.Array,
@@ -145,7 +151,7 @@ class Block(nn.Module):
                seq_valid: jax.Array | None = None) -> jax.Array:
     drop = Dropout(self.dropout)
     h = RMSNorm(dtype=self.dtype, name="attn_norm")(x)
-    a = Attention(self.num_heads, self.dtype, name="attn")(h, mask, positions, bias)
+    a = Attention(self.num_heads, self.dtype, self.rope, name="attn")(h, mask, positions, bias)
     if self.freq_mix:
       if seq_valid is None:
         raise ValueError("Block(freq_mix > 0) needs seq_valid: the history tokens to filter")

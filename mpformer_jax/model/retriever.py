@@ -6,6 +6,9 @@ With model.long_history="solar" the events older than the newest `solar.recent` 
 token MLP and compression and become an SVD-Attention memory that every block reads
 (solar.py).
 Item tower: MLP over the shared id embedding and side features (DESIGN 2.6).
+model.item_encoder="id" (SASRec's) drops both MLPs: the id row is the history token and the
+item vector, side features unused; model.positions="learned" swaps RoPE for SASRec's
+learned absolute position table, added to the backbone's input.
 Score for objective o: max_j <u[o, j], v_x>.
 """
 from __future__ import annotations
@@ -19,7 +22,7 @@ import jax.numpy as jnp
 
 from mpformer_jax.data import schema
 from mpformer_jax.model import masks
-from mpformer_jax.model.compression import Compressor, validate_schedule
+from mpformer_jax.model.compression import Compressor, num_tokens, validate_schedule
 from mpformer_jax.model.embeddings import FeatureEmbed, ItemTable, ItemTower, TokenEmbedder
 from mpformer_jax.model.layers import MLP, Block, Dropout, RMSNorm, dense
 from mpformer_jax.model.solar import HistoryMemory, MemoryReader
@@ -28,6 +31,8 @@ from mpformer_jax.model.modulation import (ObjectiveBias, TargetWeightHead, User
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 LONG_HISTORY = ("compress", "solar")
+ITEM_ENCODERS = ("mlp", "id")
+POSITIONS = ("rope", "learned")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +62,8 @@ class ModelConfig:
   dropout: float  # on the token embeddings and residual branches (training)
   freq_mix: float  # BSARec's alpha: the frequency filter's share beside attention (0 = off)
   freq_window: int  # its causal low-pass: the mean of the newest freq_window tokens
+  item_encoder: str  # "mlp" (token MLP and item tower over id + side features) or "id"
+  positions: str  # "rope" (rotary, relative) or "learned" (SASRec's absolute table)
   schedule: tuple[tuple[int, int], ...]
   long_history: str  # "compress" (the schedule; () = plain) or "solar"
   solar_rank: int  # SVD-Attention landmarks r
@@ -89,6 +96,15 @@ class ModelConfig:
       raise ValueError(f"model.freq_window must be >= 1, got {c.freq_window}")
     if c.num_queries < 1:
       raise ValueError(f"model.num_queries must be >= 1, got {c.num_queries}")
+    if c.item_encoder not in ITEM_ENCODERS:
+      raise ValueError(f"model.item_encoder must be one of {ITEM_ENCODERS}, got "
+                       f"{c.item_encoder!r}")
+    if c.item_encoder == "id" and not c.item_embed_dim == c.d_model == c.output_dim:
+      raise ValueError("model.item_encoder='id' uses the id row as the token and as the item "
+                       "vector, so model.item_embed_dim, d_model and output_dim must be equal; "
+                       f"got {c.item_embed_dim}, {c.d_model}, {c.output_dim}")
+    if c.positions not in POSITIONS:
+      raise ValueError(f"model.positions must be one of {POSITIONS}, got {c.positions!r}")
     if c.readout not in ("queries", "last"):
       raise ValueError(f"model.readout must be 'queries' or 'last', got {c.readout!r}")
     if c.readout == "last" and len(c.objectives) != 1:
@@ -121,7 +137,8 @@ class ModelConfig:
                weight_recent=c.weight_recent, max_query_tokens=c.max_query_tokens,
                readout=c.readout,
                normalize=c.normalize, dropout=c.dropout, freq_mix=c.freq_mix,
-               freq_window=c.freq_window,
+               freq_window=c.freq_window, item_encoder=c.item_encoder,
+               positions=c.positions,
                schedule=validate_schedule(c.compression.schedule, max_len),
                long_history=c.long_history, solar_rank=c.solar.rank,
                solar_recent=c.solar.recent, pool=c.compression.pool,
@@ -139,9 +156,10 @@ class Retriever(nn.Module):
     for name in c.objectives:
       self.spec.objective_index(name)  # raises a clear error for unknown objectives
     self.item_table = ItemTable(self.spec.item_vocab_size, c.item_embed_dim)
-    self.token_embedder = TokenEmbedder(c.d_model, self.spec.item_features,
-                                        self.spec.event_features, c.feature_dim, dt)
-    self.item_tower = ItemTower(c.output_dim, self.spec.item_features, c.feature_dim, dt)
+    if c.item_encoder == "mlp":
+      self.token_embedder = TokenEmbedder(c.d_model, self.spec.item_features,
+                                          self.spec.event_features, c.feature_dim, dt)
+      self.item_tower = ItemTower(c.output_dim, self.spec.item_features, c.feature_dim, dt)
     self.compressor = Compressor(c.schedule, c.num_heads, c.mlp_hidden, c.pool, c.impl, dt)
     if c.user_token and self.spec.user_features:
       self.user_features = FeatureEmbed(self.spec.user_features, c.feature_dim)
@@ -151,7 +169,13 @@ class Retriever(nn.Module):
     if c.objective_embedding and len(c.objectives) > 1:
       self.objective_emb = self.param("objective_embedding", init,
                                       (len(c.objectives), c.d_model), jnp.float32)
-    self.blocks = [Block(c.num_heads, c.mlp_hidden, dt, c.dropout, c.freq_mix, c.freq_window)
+    if c.positions == "learned":  # one row per backbone position (masks.backbone_positions)
+      num_positions = (int(self.has_user_token) + num_tokens(c.schedule, c.backbone_len)
+                       + self.num_query_tokens)
+      self.position_emb = self.param("position_embedding", init, (num_positions, c.d_model),
+                                     jnp.float32)
+    self.blocks = [Block(c.num_heads, c.mlp_hidden, dt, c.dropout, c.freq_mix, c.freq_window,
+                         rope=c.positions == "rope")
                    for _ in range(c.num_layers)]
     self.token_dropout = Dropout(c.dropout)
     if c.long_history == "solar":
@@ -206,7 +230,9 @@ class Retriever(nn.Module):
                                                       batch[schema.TARGET_ITEM_FEATURES])
 
   def embed_items(self, ids: jax.Array, feats: jax.Array) -> jax.Array:
-    v = self.item_tower(self.item_table(ids), feats)
+    v = self.item_table(ids)
+    if self.cfg.item_encoder == "mlp":
+      v = self.item_tower(v, feats)
     return _l2_normalize(v) if self.cfg.normalize else v
 
   def user_embeddings(self, batch: Mapping[str, jax.Array]) -> jax.Array:
@@ -233,7 +259,11 @@ class Retriever(nn.Module):
                            event_feats[:, :old], ids[:, :old] > 0)
       ids, item_feats, event_feats = ids[:, old:], item_feats[:, old:], event_feats[:, old:]
     valid = ids > 0
-    tokens = self.token_embedder(self.item_table(ids), item_feats, event_feats)
+    tokens = self.item_table(ids)
+    if c.item_encoder == "mlp":
+      tokens = self.token_embedder(tokens, item_feats, event_feats)
+    else:  # SASRec's: the id row itself
+      tokens = tokens.astype(_DTYPES[c.dtype])
     tokens = self.token_dropout(tokens)
     groups, group_valid, raw, raw_valid = self.compressor(tokens, valid)
     parts, part_valid, user = [], [], None
@@ -259,6 +289,8 @@ class Retriever(nn.Module):
     mask = masks.backbone_mask(context_valid, num_obj, k)
     seq_valid = jnp.pad(context_valid, ((0, 0), (0, num_obj * k)))  # the history tokens
     positions = jnp.asarray(masks.backbone_positions(num_context, num_obj, k))[None]
+    if c.positions == "learned":
+      x = x + self.position_emb[positions].astype(x.dtype)
     bias = None
     if c.attention_bias or c.recency_bias:
       types = behaviour_types(event_feats, self.behaviour_col if c.attention_bias else None,

@@ -19,6 +19,7 @@ Per example, with d = d_model, h = mlp_hidden, L = max_len, S = backbone tokens:
                  C = N + 1 items with loss.negatives="catalogue", whose tower then runs
                  once per step on all N + 1)
   next-item loss R * C * 2 out per row (R raw tokens), + R item towers when in-batch
+With model.item_encoder="id" (SASRec's) the token MLP and item tower terms are 0.
 """
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ def user_tower_flops(cfg: ModelConfig, spec: DatasetSpec) -> float:
   num_obj, k = len(cfg.objectives), (0 if cfg.readout == "last" else cfg.num_queries)
   i_t = cfg.item_embed_dim + (len(spec.item_features) + len(spec.event_features)) * f
   token_mlp = cfg.backbone_len * (2 * i_t * 2 * d + 2 * 2 * d * d)
+  if cfg.item_encoder == "id":  # SASRec's: the id row is the token
+    token_mlp = 0
   group = 0.0
   for window, groups in cfg.schedule:
     positions = window * groups
@@ -80,7 +83,7 @@ def train_flops_per_step(cfg: ModelConfig, spec: DatasetSpec, batch_size: int,
   out, f = cfg.output_dim, cfg.feature_dim
   num_obj, k = len(cfg.objectives), (0 if cfg.readout == "last" else cfg.num_queries)
   i_v = cfg.item_embed_dim + len(spec.item_features) * f
-  tower = 2 * i_v * 2 * out + 2 * 2 * out * out
+  tower = 0 if cfg.item_encoder == "id" else 2 * i_v * 2 * out + 2 * 2 * out * out
   cands = spec.item_vocab_size if catalogue else batch_size
   loss = num_obj * cands * max(k, 1) * 2 * out
   aux = 0.0

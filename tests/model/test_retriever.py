@@ -33,6 +33,19 @@ def toy_batch(b=3, l=12, seed=0):
   }
 
 
+def assert_newest_item_unseen(model, params, batch, out):
+  """Changing the newest item leaves every earlier raw token's output `out` unchanged (the
+  next-item loss at every token stays honest) and changes the newest one's."""
+  changed = dict(batch)
+  ids = batch[schema.HISTORY_IDS].copy()
+  ids[:, -1] = ids[:, -1] % 50 + 1
+  changed[schema.HISTORY_IDS] = ids
+  out2, _ = model.apply(params, changed)
+  np.testing.assert_allclose(out2["item_outputs"][:, :-1], out["item_outputs"][:, :-1],
+                             atol=1e-5)
+  assert not np.allclose(out2["item_outputs"][:, -1], out["item_outputs"][:, -1])
+
+
 def model_cfg(**overrides):
   cfg = ModelConfig(max_len=12, d_model=16, num_layers=2, num_heads=2, mlp_hidden=32,
                     item_embed_dim=8, feature_dim=4, num_queries=3, output_dim=8,
@@ -40,7 +53,7 @@ def model_cfg(**overrides):
                     attention_bias=False, recency_bias=False, user_gate=False,
                     target_weights=False, weight_recent=50, max_query_tokens=64,
                     readout="queries", normalize=False, dropout=0.0, freq_mix=0.0,
-                    freq_window=3,
+                    freq_window=3, item_encoder="mlp", positions="rope",
                     schedule=((4, 1), (2, 2)), long_history="compress", solar_rank=16,
                     solar_recent=48, pool="mean", impl="auto", dtype="float32",
                     param_dtype="float32")

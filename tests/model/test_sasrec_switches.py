@@ -1,0 +1,105 @@
+"""SASRec's item encoder (model.item_encoder="id") and learned positions (model.positions)."""
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from configs import base
+
+from mpformer_jax.data import schema
+from mpformer_jax.model.layers import Attention
+from mpformer_jax.model.retriever import ModelConfig, Retriever
+from mpformer_jax.train.flops import train_flops_per_step, user_tower_flops
+from tests.model.test_retriever import SPEC, assert_newest_item_unseen, model_cfg, toy_batch
+
+ID_DIMS = dict(d_model=16, item_embed_dim=16, output_dim=16)
+
+
+def _init(cfg, batch):
+  model = Retriever(SPEC, cfg)
+  return model, nn.meta.unbox(model.init(jax.random.PRNGKey(0), batch))
+
+
+def test_id_encoder_uses_the_id_row_and_no_side_features():
+  """The item vector is the id row itself; history tokens are too, so the item and event
+  features change nothing, and neither MLP has parameters."""
+  cfg = model_cfg(item_encoder="id", objectives=("click",), **ID_DIMS)
+  batch = toy_batch()
+  model, params = _init(cfg, batch)
+  assert "token_embedder" not in params["params"] and "item_tower" not in params["params"]
+  out, items = model.apply(params, batch)
+  table = params["params"]["item_table"]["embedding"]
+  np.testing.assert_array_equal(items, table[batch[schema.TARGET_ID]])
+  other = dict(batch)
+  for key in (schema.HISTORY_ITEM_FEATURES, schema.HISTORY_EVENT_FEATURES,
+              schema.TARGET_ITEM_FEATURES):
+    other[key] = np.where(batch[key] > 0, batch[key] % 3 + 1, 0).astype(np.int32)
+  out2, items2 = model.apply(params, other)
+  np.testing.assert_array_equal(items2, items)
+  np.testing.assert_array_equal(out2["interests"], out["interests"])
+  # The default encoder does read the features (the comparison above could fail).
+  mlp_model, mlp_params = _init(model_cfg(objectives=("click",)), batch)
+  assert not np.allclose(mlp_model.apply(mlp_params, other)[0]["interests"],
+                         mlp_model.apply(mlp_params, batch)[0]["interests"])
+
+
+def test_attention_without_rope_ignores_positions():
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 8))
+  mask = jnp.tril(jnp.ones((5, 5), bool))[None, None]
+  pos, shifted = jnp.arange(5)[None], (jnp.arange(5) * 3 + 1)[None]
+  for use_rope in (True, False):
+    attn = Attention(num_heads=2, rope=use_rope)
+    params = attn.init(jax.random.PRNGKey(1), x, mask, pos)
+    same = np.allclose(attn.apply(params, x, mask, pos), attn.apply(params, x, mask, shifted),
+                       atol=1e-6)
+    assert same == (not use_rope)
+
+
+@pytest.mark.parametrize("schedule", [(), ((4, 1), (2, 2))])
+def test_learned_positions(schedule):
+  """One table row per backbone position (user token, groups, raw items, queries); the rows
+  enter the output; the model stays causal over the raw items."""
+  cfg = model_cfg(positions="learned", objectives=("click",), schedule=schedule)
+  batch = toy_batch()
+  model, params = _init(cfg, batch)
+  num_context = 1 + (12 if not schedule else 4 + 1 + 2)
+  table = params["params"]["position_embedding"]
+  assert table.shape == (num_context + 3, 16)
+  out, _ = model.apply(params, batch)
+  moved = jax.tree_util.tree_map(lambda x: x, params)
+  moved["params"]["position_embedding"] = table.at[num_context - 1].add(1.0)
+  assert not np.allclose(model.apply(moved, batch)[0]["item_outputs"][:, -1],
+                         out["item_outputs"][:, -1])
+  assert_newest_item_unseen(model, params, batch, out)
+
+
+
+def test_switch_errors():
+  c = base.get_config("tiny").model
+  c.item_encoder = "tower"
+  with pytest.raises(ValueError, match="model.item_encoder must be one of"):
+    ModelConfig.from_config(c, 32)
+  c.item_encoder = "id"
+  c.d_model, c.item_embed_dim, c.output_dim = 32, 32, 16
+  with pytest.raises(ValueError, match="must be equal; got 32, 32, 16"):
+    ModelConfig.from_config(c, 32)
+  c.output_dim = 32
+  c.positions = "absolute"
+  with pytest.raises(ValueError, match="model.positions must be one of"):
+    ModelConfig.from_config(c, 32)
+  c.positions = "learned"
+  assert ModelConfig.from_config(c, 32).positions == "learned"
+
+
+def test_id_encoder_flops_by_hand():
+  """Without the two MLPs a step saves, per example, the token MLP over 12 positions,
+  12 * (2 * i_t * 2d + 2 * 2d * d) with i_t = 16 + (1 + 2) * 4 = 28, d = 16: 12 * (1,792 +
+  1,024) = 33,792, and the target's item tower, 2 * i_v * 2 out + 2 * 2 out * out with
+  i_v = 16 + 4 = 20, out = 16: 1,280 + 1,024 = 2,304; training is 3x the forward, batch 4."""
+  mlp = model_cfg(**ID_DIMS)
+  ident = dataclasses.replace(mlp, item_encoder="id")
+  assert user_tower_flops(mlp, SPEC) - user_tower_flops(ident, SPEC) == 33_792
+  saved = train_flops_per_step(mlp, SPEC, 4) - train_flops_per_step(ident, SPEC, 4)
+  assert saved == 3 * 4 * (33_792 + 2_304)
