@@ -103,6 +103,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # "rope": rotary positions in every attention; "learned": SASRec's absolute position
       # table added to the backbone's input.
       positions="rope",
+      # The blocks' feed-forward network: "swiglu" (Llama's, gated, no biases) or "relu"
+      # (SASRec's: Dense with bias, ReLU, Dense with bias), both of width mlp_hidden.
+      ffn="swiglu",
       # "bfloat16": activations and matmuls in bf16 (mixed precision); the softmax, logQ,
       # losses and metrics stay f32, as do params and Adam moments unless param_dtype says
       dtype="float32",

@@ -1,4 +1,5 @@
-"""Llama-style building blocks (DESIGN 2.4): RMSNorm, RoPE, masked attention, SwiGLU.
+"""Llama-style building blocks (DESIGN 2.4): RMSNorm, RoPE, masked attention, SwiGLU
+(and SASRec's ReLU FFN, for its baseline).
 
 Params carry logical axis names (MaxText style) so `parallel/` can shard them by rules kept
 in the config; on one device the names are inert.
@@ -127,6 +128,21 @@ class SwiGLU(nn.Module):
     return dense(d, ("mlp", "embed"), "down", self.dtype)(nn.silu(gate) * up)
 
 
+class ReluFFN(nn.Module):
+  """SASRec's point-wise feed-forward network: Dense(hidden) with bias, ReLU, Dense(d) with
+  bias (its two 1x1 convolutions)."""
+  hidden: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    h = dense(self.hidden, ("embed", "mlp"), "up", self.dtype, use_bias=True)(x)
+    return dense(x.shape[-1], ("mlp", "embed"), "down", self.dtype, use_bias=True)(nn.relu(h))
+
+
+FFNS = {"swiglu": SwiGLU, "relu": ReluFFN}
+
+
 class Block(nn.Module):
   """Pre-RMSNorm transformer block: x + Attn(norm x), then + gate * FFN(norm x).
 
@@ -135,6 +151,7 @@ class Block(nn.Module):
   when the caller supplies a "dropout" rng (training); evaluation passes none.
   `freq_mix` > 0 (BSARec, model/frequency.py): on the rows where `seq_valid` is True the
   attention branch becomes freq_mix * filter(norm x) + (1 - freq_mix) * Attn(norm x).
+  `ffn` names the feed-forward network: "swiglu" (ours) or "relu" (SASRec's).
   """
   num_heads: int
   mlp_hidden: int
@@ -143,6 +160,7 @@ class Block(nn.Module):
   freq_mix: float = 0.0
   freq_window: int = 1
   rope: bool = True
+  ffn: str = "swiglu"
 
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array, positions: jax.Array,
@@ -158,8 +176,8 @@ class Block(nn.Module):
       f = FrequencyFilter(self.freq_window, name="freq")(h, seq_valid)
       a = jnp.where(seq_valid[..., None], self.freq_mix * f + (1 - self.freq_mix) * a, a)
     x = x + drop(a)
-    h = SwiGLU(self.mlp_hidden, self.dtype, name="ffn")(RMSNorm(dtype=self.dtype,
-                                                               name="ffn_norm")(x))
+    h = FFNS[self.ffn](self.mlp_hidden, self.dtype, name="ffn")(RMSNorm(dtype=self.dtype,
+                                                                        name="ffn_norm")(x))
     if ffn_gate is not None:
       h = h * ffn_gate
     x = x + drop(h)

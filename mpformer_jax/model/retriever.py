@@ -8,7 +8,8 @@ token MLP and compression and become an SVD-Attention memory that every block re
 Item tower: MLP over the shared id embedding and side features (DESIGN 2.6).
 model.item_encoder="id" (SASRec's) drops both MLPs: the id row is the history token and the
 item vector, side features unused; model.positions="learned" swaps RoPE for SASRec's
-learned absolute position table, added to the backbone's input.
+learned absolute position table, added to the backbone's input; model.ffn="relu" gives the
+blocks SASRec's ReLU FFN.
 Score for objective o: max_j <u[o, j], v_x>.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ from mpformer_jax.data import schema
 from mpformer_jax.model import masks
 from mpformer_jax.model.compression import Compressor, num_tokens, validate_schedule
 from mpformer_jax.model.embeddings import FeatureEmbed, ItemTable, ItemTower, TokenEmbedder
-from mpformer_jax.model.layers import MLP, Block, Dropout, RMSNorm, dense
+from mpformer_jax.model.layers import FFNS, MLP, Block, Dropout, RMSNorm, dense
 from mpformer_jax.model.solar import HistoryMemory, MemoryReader
 from mpformer_jax.model.modulation import (ObjectiveBias, TargetWeightHead, UserGate,
                                            behaviour_types, recency_buckets)
@@ -64,6 +65,7 @@ class ModelConfig:
   freq_window: int  # its causal low-pass: the mean of the newest freq_window tokens
   item_encoder: str  # "mlp" (token MLP and item tower over id + side features) or "id"
   positions: str  # "rope" (rotary, relative) or "learned" (SASRec's absolute table)
+  ffn: str  # the blocks' feed-forward network: "swiglu" or "relu" (SASRec's)
   schedule: tuple[tuple[int, int], ...]
   long_history: str  # "compress" (the schedule; () = plain) or "solar"
   solar_rank: int  # SVD-Attention landmarks r
@@ -105,6 +107,8 @@ class ModelConfig:
                        f"got {c.item_embed_dim}, {c.d_model}, {c.output_dim}")
     if c.positions not in POSITIONS:
       raise ValueError(f"model.positions must be one of {POSITIONS}, got {c.positions!r}")
+    if c.ffn not in FFNS:
+      raise ValueError(f"model.ffn must be one of {tuple(FFNS)}, got {c.ffn!r}")
     if c.readout not in ("queries", "last"):
       raise ValueError(f"model.readout must be 'queries' or 'last', got {c.readout!r}")
     if c.readout == "last" and len(c.objectives) != 1:
@@ -138,7 +142,7 @@ class ModelConfig:
                readout=c.readout,
                normalize=c.normalize, dropout=c.dropout, freq_mix=c.freq_mix,
                freq_window=c.freq_window, item_encoder=c.item_encoder,
-               positions=c.positions,
+               positions=c.positions, ffn=c.ffn,
                schedule=validate_schedule(c.compression.schedule, max_len),
                long_history=c.long_history, solar_rank=c.solar.rank,
                solar_recent=c.solar.recent, pool=c.compression.pool,
@@ -175,7 +179,7 @@ class Retriever(nn.Module):
       self.position_emb = self.param("position_embedding", init, (num_positions, c.d_model),
                                      jnp.float32)
     self.blocks = [Block(c.num_heads, c.mlp_hidden, dt, c.dropout, c.freq_mix, c.freq_window,
-                         rope=c.positions == "rope")
+                         rope=c.positions == "rope", ffn=c.ffn)
                    for _ in range(c.num_layers)]
     self.token_dropout = Dropout(c.dropout)
     if c.long_history == "solar":

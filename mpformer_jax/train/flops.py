@@ -19,7 +19,8 @@ Per example, with d = d_model, h = mlp_hidden, L = max_len, S = backbone tokens:
                  C = N + 1 items with loss.negatives="catalogue", whose tower then runs
                  once per step on all N + 1)
   next-item loss R * C * 2 out per row (R raw tokens), + R item towers when in-batch
-With model.item_encoder="id" (SASRec's) the token MLP and item tower terms are 0.
+With model.item_encoder="id" (SASRec's) the token MLP and item tower terms are 0; with
+model.ffn="relu" (SASRec's) each backbone FFN costs 4 d h a token instead of SwiGLU's 6 d h.
 """
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ def user_tower_flops(cfg: ModelConfig, spec: DatasetSpec) -> float:
       group += positions * (6 * d * d + 4 * window * d) + groups * (2 * d * d + 6 * d * h)
   user = int(cfg.user_token and bool(spec.user_features))
   s = user + num_tokens(cfg.schedule, cfg.backbone_len) + num_obj * k
-  backbone = cfg.num_layers * s * (8 * d * d + 4 * s * d + 6 * d * h)
+  ffn = (4 if cfg.ffn == "relu" else 6) * d * h
+  backbone = cfg.num_layers * s * (8 * d * d + 4 * s * d + ffn)
   head = max(num_obj * k, 1) * 2 * d * out
   memory = 0.0
   if cfg.long_history == "solar":  # memory tokens are item_embed_dim wide

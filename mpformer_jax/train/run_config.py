@@ -55,7 +55,8 @@ ADDED_FIELDS = {"train.nonfinite": "stop", "data.invalid_users": "error",
                 "data.recurring.burst": 8, "data.recurring.quiet": 256,
                 "data.recurring.return_prob": 0.5, "data.objective_story": False,
                 "model.freq_mix": 0.0, "model.freq_window": 10,
-                "model.item_encoder": "mlp", "model.positions": "rope"}
+                "model.item_encoder": "mlp", "model.positions": "rope",
+                "model.ffn": "swiglu"}
 
 
 class ConfigDrift(ValueError):

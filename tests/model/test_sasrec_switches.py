@@ -1,4 +1,5 @@
-"""SASRec's item encoder (model.item_encoder="id") and learned positions (model.positions)."""
+"""SASRec's item encoder (model.item_encoder="id"), learned positions (model.positions) and
+ReLU FFN (model.ffn)."""
 import dataclasses
 
 import flax.linen as nn
@@ -9,7 +10,7 @@ import pytest
 from configs import base
 
 from mpformer_jax.data import schema
-from mpformer_jax.model.layers import Attention
+from mpformer_jax.model.layers import Attention, ReluFFN
 from mpformer_jax.model.retriever import ModelConfig, Retriever
 from mpformer_jax.train.flops import train_flops_per_step, user_tower_flops
 from tests.model.test_retriever import SPEC, assert_newest_item_unseen, model_cfg, toy_batch
@@ -75,6 +76,45 @@ def test_learned_positions(schedule):
   assert_newest_item_unseen(model, params, batch, out)
 
 
+def test_relu_ffn_by_hand():
+  """relu(x W1 + b1) W2 + b2 on x = (1, -2): x W1 = (1 - 2, -2, 2) = (-1, -2, 2), + b1 =
+  (-0.5, -1, 1), relu -> (0, 0, 1); times W2 = (3, -1), + b2 = (3.5, -1). The negative
+  pre-activations are cut, so a SwiGLU or a missing bias would give another answer."""
+  ffn = ReluFFN(hidden=3)
+  x = jnp.array([[1.0, -2.0]])
+  params = nn.meta.unbox(ffn.init(jax.random.PRNGKey(0), x))
+  params = {"params": {
+      "up": {"kernel": jnp.array([[1.0, 0.0, 2.0], [1.0, 1.0, 0.0]]),
+             "bias": jnp.array([0.5, 1.0, -1.0])},
+      "down": {"kernel": jnp.array([[1.0, 1.0], [2.0, 2.0], [3.0, -1.0]]),
+               "bias": jnp.array([0.5, 0.0])}}}
+  assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(
+      nn.meta.unbox(ffn.init(jax.random.PRNGKey(0), x)))
+  np.testing.assert_allclose(ffn.apply(params, x), [[3.5, -1.0]])
+
+
+def test_relu_ffn_in_the_blocks():
+  """model.ffn="relu" puts SASRec's FFN (kernels and biases, no gate) in every block."""
+  batch = toy_batch()
+  _, params = _init(model_cfg(ffn="relu", objectives=("click",)), batch)
+  blocks = [k for k in params["params"] if k.startswith("blocks_")]
+  assert len(blocks) == 2
+  for name in blocks:
+    ffn = params["params"][name]["ffn"]
+    assert set(ffn) == {"up", "down"} and set(ffn["up"]) == {"kernel", "bias"}
+    assert ffn["up"]["kernel"].shape == (16, 32) and ffn["down"]["kernel"].shape == (32, 16)
+  _, swiglu = _init(model_cfg(objectives=("click",)), batch)
+  assert set(swiglu["params"][blocks[0]]["ffn"]) == {"gate", "up", "down"}
+
+
+def test_relu_ffn_flops_by_hand():
+  """ReLU's FFN is 4 d h a token against SwiGLU's 6 d h: 2 layers x S tokens x 2 d h saved,
+  S = user token 1 + groups 1 + 2 + raw 12 - 4 - 4 = 4 + queries 2 objectives x 3 = 14, d = 16,
+  h = 32: 2 * 14 * 2 * 16 * 32 = 28,672 per example."""
+  swiglu = model_cfg()
+  relu = dataclasses.replace(swiglu, ffn="relu")
+  assert user_tower_flops(swiglu, SPEC) - user_tower_flops(relu, SPEC) == 28_672
+
 
 def test_switch_errors():
   c = base.get_config("tiny").model
@@ -91,6 +131,9 @@ def test_switch_errors():
     ModelConfig.from_config(c, 32)
   c.positions = "learned"
   assert ModelConfig.from_config(c, 32).positions == "learned"
+  c.ffn = "gelu"
+  with pytest.raises(ValueError, match=r"model.ffn must be one of \('swiglu', 'relu'\)"):
+    ModelConfig.from_config(c, 32)
 
 
 def test_id_encoder_flops_by_hand():
