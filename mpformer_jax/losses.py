@@ -11,6 +11,8 @@ Kinds:
 with C the number of candidates and C' the number of unmasked ones. With
 loss.negatives="catalogue" (the exact softmax over all N items) "softmax" and
 "label_smoothing" apply, the latter with C' = N for the target and every next-item position.
+loss.mask_seen (catalogue only) drops from each row's softmax the items already in its input
+history, as the seen-removed evaluation drops them from the ranking (the target stays).
 """
 from __future__ import annotations
 
@@ -49,6 +51,26 @@ def catalogue_logits(user: jax.Array, items: jax.Array, temperature: float = 1.0
   """
   scores = jnp.max(jnp.einsum("bkd,nd->bkn", user, items), axis=1) / temperature
   return scores.at[:, 0].set(_MASKED)
+
+
+def first_seen(history_ids: jax.Array, num_columns: int) -> jax.Array:
+  """[B, num_columns] int32: the first position at which each item id occurs in each row of
+  the left-padded history [B, L]; L where it does not occur, and always for the padding id 0,
+  so the array's max is L."""
+  b, length = history_ids.shape
+  pos = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (b, length))
+  first = jnp.full((b, num_columns), length, jnp.int32)
+  first = first.at[jnp.arange(b)[:, None], history_ids].min(pos)
+  return first.at[:, 0].set(length)
+
+
+def mask_seen(logits: jax.Array, seen_at: jax.Array, position: jax.Array,
+              target_ids: jax.Array) -> jax.Array:
+  """Masks logits [R, N + 1] of the items each row has seen by its `position` [R]
+  (`seen_at` [R, N + 1] from `first_seen`), except the row's target."""
+  seen = seen_at <= position[:, None]
+  seen &= jnp.arange(logits.shape[-1])[None, :] != target_ids[:, None]
+  return jnp.where(seen, _MASKED, logits)
 
 
 def catalogue_loss(logits: jax.Array, target_ids: jax.Array,
@@ -103,13 +125,15 @@ def in_batch_loss(logits: jax.Array, *, kind: str = "smooth_logq",
 def retrieval_loss(user: jax.Array, cand: jax.Array, batch: Mapping[str, jax.Array], *,
                    objective_columns: Sequence[int], objective_weights: Sequence[float],
                    kind: str, alpha: float, logq_correction: bool,
-                   temperature: float = 1.0, items: jax.Array | None = None
+                   temperature: float = 1.0, items: jax.Array | None = None,
+                   seen_at: jax.Array | None = None
                    ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Multi-objective loss: sum_o lambda_o * mean over rows with y[o] = 1 of L_o.
 
   user [B, O, k, d]; cand [B, d] the batch's target embeddings, the in-batch negatives.
   With `items` [N + 1, d] (loss.negatives="catalogue") L_o is instead the exact softmax
-  cross-entropy over the whole corpus. An objective with no positive row in the batch
+  cross-entropy over the whole corpus, and `seen_at` ([B, N + 1], `first_seen` of the
+  history) masks each row's history items from it. An objective with no positive row in the batch
   contributes 0 (and reports count 0), never NaN.
   """
   labels = batch[schema.TARGET_LABELS]
@@ -122,8 +146,11 @@ def retrieval_loss(user: jax.Array, cand: jax.Array, batch: Mapping[str, jax.Arr
       logits = in_batch_logits(user[:, o], cand, cand_ids, logq, temperature)
       rows, correct = in_batch_loss(logits, kind=kind, alpha=alpha)
     else:
-      rows, correct = catalogue_loss(catalogue_logits(user[:, o], items, temperature), cand_ids,
-                                     catalogue_smoothing(kind, alpha))
+      logits = catalogue_logits(user[:, o], items, temperature)
+      if seen_at is not None:  # the target follows the last history position, L - 1
+        last = jnp.full(cand_ids.shape, seen_at.max() - 1)
+        logits = mask_seen(logits, seen_at, last, cand_ids)
+      rows, correct = catalogue_loss(logits, cand_ids, catalogue_smoothing(kind, alpha))
     y = labels[:, col].astype(jnp.float32)
     count = jnp.sum(y)
     loss_o = jnp.sum(rows * y) / jnp.maximum(count, 1.0)
@@ -149,7 +176,7 @@ def next_item_loss(item_out: jax.Array, next_emb: jax.Array | None, next_ids: ja
                    valid: jax.Array, cand: jax.Array, cand_ids: jax.Array,
                    cand_logq: jax.Array | None, temperature: float = 1.0,
                    items: jax.Array | None = None, max_targets: int = 0,
-                   smoothing: float = 0.0) -> jax.Array:
+                   smoothing: float = 0.0, seen_at: jax.Array | None = None) -> jax.Array:
   """Auxiliary next-item softmax at every raw item token (SASRec-style training signal).
 
   Position t of row b scores its next item (positive) against the batch's C target items
@@ -161,18 +188,26 @@ def next_item_loss(item_out: jax.Array, next_emb: jax.Array | None, next_ids: ja
   max_targets > 0 scores only the first max_targets valid positions (row-major), gathered
   into a static [max_targets] buffer, so padding costs nothing: left-padded histories of
   short users are mostly padding. Positions past the budget are left out of this step.
+  `seen_at` ([B, N + 1], `first_seen` of the whole history [B, L]; catalogue only) masks
+  from position t's softmax the items at history positions <= t (the R raw tokens are the
+  newest R of the L).
   """
   b, r, d = item_out.shape
+  rows = jnp.arange(b * r)
   out, ids = item_out.reshape(b * r, d), next_ids.reshape(b * r)
   emb = None if next_emb is None else next_emb.reshape(b * r, d)
   w = valid.reshape(b * r).astype(jnp.float32)
   if max_targets > 0:
     idx = jnp.nonzero(valid.reshape(b * r), size=max_targets, fill_value=0)[0]
-    out, ids = out[idx], ids[idx]
+    out, ids, rows = out[idx], ids[idx], rows[idx]
     emb = None if emb is None else emb[idx]
     w = (jnp.arange(max_targets) < jnp.sum(w)).astype(jnp.float32)
   if items is not None:  # Every position is a row of the catalogue softmax.
-    ce, _ = catalogue_loss(catalogue_logits(out[:, None], items, temperature), ids, smoothing)
+    logits = catalogue_logits(out[:, None], items, temperature)
+    if seen_at is not None:  # history length L = seen_at's "absent" value
+      position = seen_at.max() - r + rows % r
+      logits = mask_seen(logits, seen_at[rows // r], position, ids)
+    ce, _ = catalogue_loss(logits, ids, smoothing)
   else:
     pos = jnp.sum(out * emb, axis=-1) / temperature
     neg = (out @ cand.T) / temperature

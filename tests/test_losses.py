@@ -212,3 +212,44 @@ def test_packed_next_item_loss_matches_dense_forward_and_gradient(catalogue):
                               items)
   np.testing.assert_allclose(cut, ref, rtol=1e-6)
   assert float(jnp.abs(g_cut[2]).max()) == 0.0
+
+
+def test_first_seen_by_hand():
+  """Left-padded histories [0, 3, 1, 3] and [0, 0, 0, 2] over ids 0..3: an item's first
+  position, L = 4 where absent and for the padding id."""
+  seen_at = losses.first_seen(jnp.asarray([[0, 3, 1, 3], [0, 0, 0, 2]]), 4)
+  np.testing.assert_array_equal(seen_at, [[4, 2, 4, 1], [4, 4, 3, 4]])
+
+
+def test_catalogue_mask_seen_by_hand():
+  """Both users (1, 0): logits (masked | 1, 0, -1). Row 0 saw item 1, target 2: the softmax
+  is over items 2, 3 only, log(1 + 1/e) - 0. Row 1 saw items 3 and 2, target 2 (a repeat):
+  the target stays, item 3 goes: log(e + 1) - 0."""
+  user = jnp.asarray([[[[1., 0.]]], [[[1., 0.]]]])       # [B=2, O=1, k=1, d=2]
+  batch = {"target_labels": jnp.ones((2, 1), jnp.int32), "target_id": jnp.asarray([2, 2]),
+           "target_logq": jnp.zeros((2,), jnp.float32)}
+  kw = dict(objective_columns=(0,), objective_weights=(1.0,), kind="softmax", alpha=0.0,
+            logq_correction=False, items=ITEMS)
+  seen_at = losses.first_seen(jnp.asarray([[0, 1], [3, 2]]), 4)
+  masked, _ = losses.retrieval_loss(user, None, batch, seen_at=seen_at, **kw)
+  want = (math.log(1 + 1 / E) + math.log(E + 1)) / 2
+  assert float(masked) == pytest.approx(want, rel=1e-6)
+  plain, _ = losses.retrieval_loss(user, None, batch, **kw)
+  assert float(plain) == pytest.approx(math.log(E + 1 + 1 / E), rel=1e-6)
+
+
+def test_catalogue_next_item_mask_seen_by_position():
+  """History [1, 2, 3, 4] (L = 4), raw tokens the newest 3 (items 2, 3, 4 at positions 1-3),
+  next ids 3, 4 and the target 2. Items (1, 0), (0, 1), (-1, 0), (0, -1).
+  Position 1 has seen items 1, 2 only: output (1, 0) scores items 3, 4 as -1, 0, target 3:
+  log(1/e + 1) + 1. Item 4 comes later and must stay in. Positions 2 and 3 have one
+  candidate left each (item 4; the target 2, a repeat, kept): loss 0."""
+  items = jnp.asarray([[9., 9.], [1., 0.], [0., 1.], [-1., 0.], [0., -1.]])
+  item_out = jnp.asarray([[[1., 0.], [0., 1.], [0., 1.]]])
+  next_ids, valid = jnp.asarray([[3, 4, 2]]), jnp.ones((1, 3), bool)
+  seen_at = losses.first_seen(jnp.asarray([[1, 2, 3, 4]]), 5)
+  want = (math.log(1 / E + 1) + 1) / 3
+  for budget in (0, 5):  # dense, then packed into a static buffer
+    loss = losses.next_item_loss(item_out, None, next_ids, valid, None, None, None,
+                                 items=items, max_targets=budget, seen_at=seen_at)
+    assert float(loss) == pytest.approx(want, rel=1e-6)
