@@ -53,22 +53,22 @@ def catalogue_logits(user: jax.Array, items: jax.Array, temperature: float = 1.0
   return scores.at[:, 0].set(_MASKED)
 
 
-def first_seen(history_ids: jax.Array, num_columns: int) -> jax.Array:
-  """[B, num_columns] int32: the first position at which each item id occurs in each row of
-  the left-padded history [B, L]; L where it does not occur, and always for the padding id 0,
-  so the array's max is L."""
+def first_seen_age(history_ids: jax.Array, num_columns: int) -> jax.Array:
+  """[B, num_columns] int32: how many events before the newest of the left-padded history
+  [B, L] each item id first occurs (0: the newest event); -1 where it does not occur, and
+  always for the padding id 0."""
   b, length = history_ids.shape
-  pos = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (b, length))
-  first = jnp.full((b, num_columns), length, jnp.int32)
-  first = first.at[jnp.arange(b)[:, None], history_ids].min(pos)
-  return first.at[:, 0].set(length)
+  age = jnp.broadcast_to(jnp.arange(length - 1, -1, -1, dtype=jnp.int32), (b, length))
+  first = jnp.full((b, num_columns), -1, jnp.int32)
+  first = first.at[jnp.arange(b)[:, None], history_ids].max(age)
+  return first.at[:, 0].set(-1)
 
 
-def mask_seen(logits: jax.Array, seen_at: jax.Array, position: jax.Array,
+def mask_seen(logits: jax.Array, seen_age: jax.Array, age: jax.Array,
               target_ids: jax.Array) -> jax.Array:
-  """Masks logits [R, N + 1] of the items each row has seen by its `position` [R]
-  (`seen_at` [R, N + 1] from `first_seen`), except the row's target."""
-  seen = seen_at <= position[:, None]
+  """Masks logits [R, N + 1] of the items each row had seen by the event `age` [R] events
+  before the newest (`seen_age` [R, N + 1] from `first_seen_age`), except the row's target."""
+  seen = seen_age >= age[:, None]
   seen &= jnp.arange(logits.shape[-1])[None, :] != target_ids[:, None]
   return jnp.where(seen, _MASKED, logits)
 
@@ -126,15 +126,15 @@ def retrieval_loss(user: jax.Array, cand: jax.Array, batch: Mapping[str, jax.Arr
                    objective_columns: Sequence[int], objective_weights: Sequence[float],
                    kind: str, alpha: float, logq_correction: bool,
                    temperature: float = 1.0, items: jax.Array | None = None,
-                   seen_at: jax.Array | None = None
+                   seen_age: jax.Array | None = None
                    ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Multi-objective loss: sum_o lambda_o * mean over rows with y[o] = 1 of L_o.
 
   user [B, O, k, d]; cand [B, d] the batch's target embeddings, the in-batch negatives.
   With `items` [N + 1, d] (loss.negatives="catalogue") L_o is instead the exact softmax
-  cross-entropy over the whole corpus, and `seen_at` ([B, N + 1], `first_seen` of the
-  history) masks each row's history items from it. An objective with no positive row in the batch
-  contributes 0 (and reports count 0), never NaN.
+  cross-entropy over the whole corpus, and `seen_age` ([B, N + 1], `first_seen_age` of the
+  history) masks each row's history items from it. An objective with no positive row in the
+  batch contributes 0 (and reports count 0), never NaN.
   """
   labels = batch[schema.TARGET_LABELS]
   cand_ids = batch[schema.TARGET_ID]
@@ -147,9 +147,8 @@ def retrieval_loss(user: jax.Array, cand: jax.Array, batch: Mapping[str, jax.Arr
       rows, correct = in_batch_loss(logits, kind=kind, alpha=alpha)
     else:
       logits = catalogue_logits(user[:, o], items, temperature)
-      if seen_at is not None:  # the target follows the last history position, L - 1
-        last = jnp.full(cand_ids.shape, seen_at.max() - 1)
-        logits = mask_seen(logits, seen_at, last, cand_ids)
+      if seen_age is not None:  # the target follows the newest event: all of it is seen
+        logits = mask_seen(logits, seen_age, jnp.zeros_like(cand_ids), cand_ids)
       rows, correct = catalogue_loss(logits, cand_ids, catalogue_smoothing(kind, alpha))
     y = labels[:, col].astype(jnp.float32)
     count = jnp.sum(y)
@@ -176,7 +175,7 @@ def next_item_loss(item_out: jax.Array, next_emb: jax.Array | None, next_ids: ja
                    valid: jax.Array, cand: jax.Array, cand_ids: jax.Array,
                    cand_logq: jax.Array | None, temperature: float = 1.0,
                    items: jax.Array | None = None, max_targets: int = 0,
-                   smoothing: float = 0.0, seen_at: jax.Array | None = None) -> jax.Array:
+                   smoothing: float = 0.0, seen_age: jax.Array | None = None) -> jax.Array:
   """Auxiliary next-item softmax at every raw item token (SASRec-style training signal).
 
   Position t of row b scores its next item (positive) against the batch's C target items
@@ -188,9 +187,8 @@ def next_item_loss(item_out: jax.Array, next_emb: jax.Array | None, next_ids: ja
   max_targets > 0 scores only the first max_targets valid positions (row-major), gathered
   into a static [max_targets] buffer, so padding costs nothing: left-padded histories of
   short users are mostly padding. Positions past the budget are left out of this step.
-  `seen_at` ([B, N + 1], `first_seen` of the whole history [B, L]; catalogue only) masks
-  from position t's softmax the items at history positions <= t (the R raw tokens are the
-  newest R of the L).
+  `seen_age` ([B, N + 1], `first_seen_age` of the whole history; catalogue only) masks from
+  raw token t's softmax the items seen by it: token t is R - 1 - t events before the newest.
   """
   b, r, d = item_out.shape
   rows = jnp.arange(b * r)
@@ -204,9 +202,8 @@ def next_item_loss(item_out: jax.Array, next_emb: jax.Array | None, next_ids: ja
     w = (jnp.arange(max_targets) < jnp.sum(w)).astype(jnp.float32)
   if items is not None:  # Every position is a row of the catalogue softmax.
     logits = catalogue_logits(out[:, None], items, temperature)
-    if seen_at is not None:  # history length L = seen_at's "absent" value
-      position = seen_at.max() - r + rows % r
-      logits = mask_seen(logits, seen_at[rows // r], position, ids)
+    if seen_age is not None:
+      logits = mask_seen(logits, seen_age[rows // r], r - 1 - rows % r, ids)
     ce, _ = catalogue_loss(logits, ids, smoothing)
   else:
     pos = jnp.sum(out * emb, axis=-1) / temperature

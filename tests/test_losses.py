@@ -214,11 +214,12 @@ def test_packed_next_item_loss_matches_dense_forward_and_gradient(catalogue):
   assert float(jnp.abs(g_cut[2]).max()) == 0.0
 
 
-def test_first_seen_by_hand():
-  """Left-padded histories [0, 3, 1, 3] and [0, 0, 0, 2] over ids 0..3: an item's first
-  position, L = 4 where absent and for the padding id."""
-  seen_at = losses.first_seen(jnp.asarray([[0, 3, 1, 3], [0, 0, 0, 2]]), 4)
-  np.testing.assert_array_equal(seen_at, [[4, 2, 4, 1], [4, 4, 3, 4]])
+def test_first_seen_age_by_hand():
+  """Left-padded histories [0, 3, 1, 3] and [0, 0, 0, 2] over ids 0..3: events between an
+  item's first occurrence and the newest (item 3 first at position 1 of 4: 2), -1 where
+  absent and for the padding id."""
+  seen_age = losses.first_seen_age(jnp.asarray([[0, 3, 1, 3], [0, 0, 0, 2]]), 4)
+  np.testing.assert_array_equal(seen_age, [[-1, 1, -1, 2], [-1, -1, 0, -1]])
 
 
 def test_catalogue_mask_seen_by_hand():
@@ -230,8 +231,8 @@ def test_catalogue_mask_seen_by_hand():
            "target_logq": jnp.zeros((2,), jnp.float32)}
   kw = dict(objective_columns=(0,), objective_weights=(1.0,), kind="softmax", alpha=0.0,
             logq_correction=False, items=ITEMS)
-  seen_at = losses.first_seen(jnp.asarray([[0, 1], [3, 2]]), 4)
-  masked, _ = losses.retrieval_loss(user, None, batch, seen_at=seen_at, **kw)
+  seen_age = losses.first_seen_age(jnp.asarray([[0, 1], [3, 2]]), 4)
+  masked, _ = losses.retrieval_loss(user, None, batch, seen_age=seen_age, **kw)
   want = (math.log(1 + 1 / E) + math.log(E + 1)) / 2
   assert float(masked) == pytest.approx(want, rel=1e-6)
   plain, _ = losses.retrieval_loss(user, None, batch, **kw)
@@ -247,9 +248,9 @@ def test_catalogue_next_item_mask_seen_by_position():
   items = jnp.asarray([[9., 9.], [1., 0.], [0., 1.], [-1., 0.], [0., -1.]])
   item_out = jnp.asarray([[[1., 0.], [0., 1.], [0., 1.]]])
   next_ids, valid = jnp.asarray([[3, 4, 2]]), jnp.ones((1, 3), bool)
-  seen_at = losses.first_seen(jnp.asarray([[1, 2, 3, 4]]), 5)
+  seen_age = losses.first_seen_age(jnp.asarray([[1, 2, 3, 4]]), 5)
   want = (math.log(1 / E + 1) + 1) / 3
   for budget in (0, 5):  # dense, then packed into a static buffer
     loss = losses.next_item_loss(item_out, None, next_ids, valid, None, None, None,
-                                 items=items, max_targets=budget, seen_at=seen_at)
+                                 items=items, max_targets=budget, seen_age=seen_age)
     assert float(loss) == pytest.approx(want, rel=1e-6)

@@ -136,16 +136,16 @@ def make_loss_fn(model: Retriever, config, corpus_features=None) -> Callable:
   def loss_fn(params, batch, dropout_rng=None):
     rngs = {} if dropout_rng is None else {"dropout": dropout_rng}
     out, cand = model.apply({"params": params}, batch, rngs=rngs)
-    items = seen_at = None
+    items = seen_age = None
     if negatives == "catalogue":
       items = model.apply({"params": params}, all_ids, all_feats, method=Retriever.embed_items)
     if config.loss.mask_seen:
-      seen_at = losses.first_seen(batch[schema.HISTORY_IDS], items.shape[0])
+      seen_age = losses.first_seen_age(batch[schema.HISTORY_IDS], items.shape[0])
     loss, metrics = losses.retrieval_loss(
         out["interests"], cand, batch, objective_columns=columns, objective_weights=weights,
         kind=config.loss.kind, alpha=config.loss.alpha,
         logq_correction=config.loss.logq_correction, temperature=config.loss.temperature,
-        items=items, seen_at=seen_at)
+        items=items, seen_age=seen_age)
     if "weight_logits" in out:
       mix, has_any = objective_mix(batch[schema.HISTORY_EVENT_FEATURES], model.behaviour_col,
                                    columns, model.cfg.weight_recent)
@@ -154,7 +154,7 @@ def make_loss_fn(model: Retriever, config, corpus_features=None) -> Callable:
       metrics["loss/weights"] = weight_loss
     if config.loss.aux_next_item > 0:
       aux, dropped = _next_item_loss(model, params, out["item_outputs"], cand, batch, config,
-                                     items, seen_at)
+                                     items, seen_age)
       loss = loss + config.loss.aux_next_item * aux
       metrics["loss/next_item"] = aux
       metrics["next_item/dropped_fraction"] = dropped  # positions past the budget
@@ -162,7 +162,7 @@ def make_loss_fn(model: Retriever, config, corpus_features=None) -> Callable:
   return loss_fn
 
 
-def _next_item_loss(model, params, item_out, cand, batch, config, items=None, seen_at=None):
+def _next_item_loss(model, params, item_out, cand, batch, config, items=None, seen_age=None):
   """Each raw history token predicts the following event (the last one: the target).
 
   Returns the loss and the fraction of valid positions past loss.next_item_targets.
@@ -182,7 +182,7 @@ def _next_item_loss(model, params, item_out, cand, batch, config, items=None, se
                                                                   config.loss.alpha)
   loss = losses.next_item_loss(item_out, next_emb, next_ids, valid, cand,
                                batch[schema.TARGET_ID], logq, config.loss.temperature, items,
-                               max_targets=budget, smoothing=smoothing, seen_at=seen_at)
+                               max_targets=budget, smoothing=smoothing, seen_age=seen_age)
   return loss, dropped / jnp.maximum(jnp.sum(valid), 1)
 
 
