@@ -106,6 +106,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # The blocks' feed-forward network: "swiglu" (Llama's, gated, no biases) or "relu"
       # (SASRec's: Dense with bias, ReLU, Dense with bias), both of width mlp_hidden.
       ffn="swiglu",
+      # The blocks' and the final normalisation: "rms" (Llama's RMSNorm, no bias) or "layer"
+      # (SASRec's LayerNorm, with bias). Compression and SOLAR keep RMSNorm.
+      norm="rms",
       # "bfloat16": activations and matmuls in bf16 (mixed precision); the softmax, logQ,
       # losses and metrics stay f32, as do params and Adam moments unless param_dtype says
       dtype="float32",

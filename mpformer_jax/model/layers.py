@@ -1,5 +1,5 @@
 """Llama-style building blocks (DESIGN 2.4): RMSNorm, RoPE, masked attention, SwiGLU
-(and SASRec's ReLU FFN, for its baseline).
+(and SASRec's LayerNorm and ReLU FFN, for its baseline).
 
 Params carry logical axis names (MaxText style) so `parallel/` can shard them by rules kept
 in the config; on one device the names are inert.
@@ -39,6 +39,26 @@ class RMSNorm(nn.Module):
     xf = x.astype(jnp.float32)
     y = xf * jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + self.eps)
     return (y * scale).astype(self.dtype)
+
+
+class LayerNorm(nn.Module):
+  """Layer norm with scale and bias (SASRec's), in f32 like RMSNorm."""
+  eps: float = 1e-6
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    def param(name, init):
+      return self.param(name, nn.with_logical_partitioning(init, ("embed",)),
+                        (x.shape[-1],), jnp.float32)
+    xf = x.astype(jnp.float32)
+    centred = xf - jnp.mean(xf, axis=-1, keepdims=True)
+    y = centred * jax.lax.rsqrt(jnp.mean(centred * centred, axis=-1, keepdims=True) + self.eps)
+    return (y * param("scale", nn.initializers.ones)
+            + param("bias", nn.initializers.zeros)).astype(self.dtype)
+
+
+NORMS = {"rms": RMSNorm, "layer": LayerNorm}
 
 
 def rope(x: jax.Array, positions: jax.Array, base: float = 10_000.0) -> jax.Array:
@@ -144,14 +164,15 @@ FFNS = {"swiglu": SwiGLU, "relu": ReluFFN}
 
 
 class Block(nn.Module):
-  """Pre-RMSNorm transformer block: x + Attn(norm x), then + gate * FFN(norm x).
+  """Pre-norm transformer block: x + Attn(norm x), then + gate * FFN(norm x).
 
   `ffn_gate` (optional, [B, 1, d] or broadcastable) scales the FFN output; MPFormer's
   PEPNet-style user gate plugs in here. `dropout` acts on both residual branches, and only
   when the caller supplies a "dropout" rng (training); evaluation passes none.
   `freq_mix` > 0 (BSARec, model/frequency.py): on the rows where `seq_valid` is True the
   attention branch becomes freq_mix * filter(norm x) + (1 - freq_mix) * Attn(norm x).
-  `ffn` names the feed-forward network: "swiglu" (ours) or "relu" (SASRec's).
+  `ffn` names the feed-forward network: "swiglu" (ours) or "relu" (SASRec's); `norm` the
+  normalisation: "rms" (ours) or "layer" (SASRec's).
   """
   num_heads: int
   mlp_hidden: int
@@ -161,6 +182,7 @@ class Block(nn.Module):
   freq_window: int = 1
   rope: bool = True
   ffn: str = "swiglu"
+  norm: str = "rms"
 
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array, positions: jax.Array,
@@ -168,7 +190,8 @@ class Block(nn.Module):
                ffn_gate: jax.Array | None = None,
                seq_valid: jax.Array | None = None) -> jax.Array:
     drop = Dropout(self.dropout)
-    h = RMSNorm(dtype=self.dtype, name="attn_norm")(x)
+    norm = NORMS[self.norm]
+    h = norm(dtype=self.dtype, name="attn_norm")(x)
     a = Attention(self.num_heads, self.dtype, self.rope, name="attn")(h, mask, positions, bias)
     if self.freq_mix:
       if seq_valid is None:
@@ -176,8 +199,8 @@ class Block(nn.Module):
       f = FrequencyFilter(self.freq_window, name="freq")(h, seq_valid)
       a = jnp.where(seq_valid[..., None], self.freq_mix * f + (1 - self.freq_mix) * a, a)
     x = x + drop(a)
-    h = FFNS[self.ffn](self.mlp_hidden, self.dtype, name="ffn")(RMSNorm(dtype=self.dtype,
-                                                                        name="ffn_norm")(x))
+    h = FFNS[self.ffn](self.mlp_hidden, self.dtype, name="ffn")(norm(dtype=self.dtype,
+                                                                     name="ffn_norm")(x))
     if ffn_gate is not None:
       h = h * ffn_gate
     x = x + drop(h)

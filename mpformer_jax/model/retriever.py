@@ -9,7 +9,7 @@ Item tower: MLP over the shared id embedding and side features (DESIGN 2.6).
 model.item_encoder="id" (SASRec's) drops both MLPs: the id row is the history token and the
 item vector, side features unused; model.positions="learned" swaps RoPE for SASRec's
 learned absolute position table, added to the backbone's input; model.ffn="relu" gives the
-blocks SASRec's ReLU FFN.
+blocks SASRec's ReLU FFN, model.norm="layer" its LayerNorm (blocks and final norm).
 Score for objective o: max_j <u[o, j], v_x>.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from mpformer_jax.data import schema
 from mpformer_jax.model import masks
 from mpformer_jax.model.compression import Compressor, num_tokens, validate_schedule
 from mpformer_jax.model.embeddings import FeatureEmbed, ItemTable, ItemTower, TokenEmbedder
-from mpformer_jax.model.layers import FFNS, MLP, Block, Dropout, RMSNorm, dense
+from mpformer_jax.model.layers import FFNS, MLP, NORMS, Block, Dropout, dense
 from mpformer_jax.model.solar import HistoryMemory, MemoryReader
 from mpformer_jax.model.modulation import (ObjectiveBias, TargetWeightHead, UserGate,
                                            behaviour_types, recency_buckets)
@@ -66,6 +66,7 @@ class ModelConfig:
   item_encoder: str  # "mlp" (token MLP and item tower over id + side features) or "id"
   positions: str  # "rope" (rotary, relative) or "learned" (SASRec's absolute table)
   ffn: str  # the blocks' feed-forward network: "swiglu" or "relu" (SASRec's)
+  norm: str  # the blocks' and final normalisation: "rms" or "layer" (SASRec's)
   schedule: tuple[tuple[int, int], ...]
   long_history: str  # "compress" (the schedule; () = plain) or "solar"
   solar_rank: int  # SVD-Attention landmarks r
@@ -109,6 +110,8 @@ class ModelConfig:
       raise ValueError(f"model.positions must be one of {POSITIONS}, got {c.positions!r}")
     if c.ffn not in FFNS:
       raise ValueError(f"model.ffn must be one of {tuple(FFNS)}, got {c.ffn!r}")
+    if c.norm not in NORMS:
+      raise ValueError(f"model.norm must be one of {tuple(NORMS)}, got {c.norm!r}")
     if c.readout not in ("queries", "last"):
       raise ValueError(f"model.readout must be 'queries' or 'last', got {c.readout!r}")
     if c.readout == "last" and len(c.objectives) != 1:
@@ -142,7 +145,7 @@ class ModelConfig:
                readout=c.readout,
                normalize=c.normalize, dropout=c.dropout, freq_mix=c.freq_mix,
                freq_window=c.freq_window, item_encoder=c.item_encoder,
-               positions=c.positions, ffn=c.ffn,
+               positions=c.positions, ffn=c.ffn, norm=c.norm,
                schedule=validate_schedule(c.compression.schedule, max_len),
                long_history=c.long_history, solar_rank=c.solar.rank,
                solar_recent=c.solar.recent, pool=c.compression.pool,
@@ -179,12 +182,13 @@ class Retriever(nn.Module):
       self.position_emb = self.param("position_embedding", init, (num_positions, c.d_model),
                                      jnp.float32)
     self.blocks = [Block(c.num_heads, c.mlp_hidden, dt, c.dropout, c.freq_mix, c.freq_window,
-                         rope=c.positions == "rope", ffn=c.ffn)
+                         rope=c.positions == "rope", ffn=c.ffn, norm=c.norm)
                    for _ in range(c.num_layers)]
     self.token_dropout = Dropout(c.dropout)
     if c.long_history == "solar":
-      self.memory = HistoryMemory(c.solar_rank, self.spec.item_features,
-                                  self.spec.event_features)
+      features = c.item_encoder == "mlp"  # "id": the memory is the id rows alone too
+      self.memory = HistoryMemory(c.solar_rank, self.spec.item_features if features else (),
+                                  self.spec.event_features if features else ())
       self.readers = [MemoryReader(c.item_embed_dim, dt) for _ in range(c.num_layers)]
       self.memory_dropout = Dropout(c.dropout)
     num_obj = len(c.objectives)
@@ -202,7 +206,7 @@ class Retriever(nn.Module):
         raise ValueError(f"model.target_weights needs a behaviour feature; dataset "
                          f"{self.spec.name!r} has none")
       self.weight_head = TargetWeightHead(num_obj)
-    self.final_norm = RMSNorm(dtype=dt)
+    self.final_norm = NORMS[c.norm](dtype=dt)
     self.head = dense(c.output_dim, ("embed", "mlp"), "head", dt)
 
   @property

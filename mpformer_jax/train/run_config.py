@@ -56,7 +56,8 @@ ADDED_FIELDS = {"train.nonfinite": "stop", "data.invalid_users": "error",
                 "data.recurring.return_prob": 0.5, "data.objective_story": False,
                 "model.freq_mix": 0.0, "model.freq_window": 10,
                 "model.item_encoder": "mlp", "model.positions": "rope",
-                "model.ffn": "swiglu", "loss.mask_seen": False}
+                "model.ffn": "swiglu", "loss.mask_seen": False,
+                "model.norm": "rms"}
 
 
 class ConfigDrift(ValueError):

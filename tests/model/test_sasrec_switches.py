@@ -1,5 +1,5 @@
-"""SASRec's item encoder (model.item_encoder="id"), learned positions (model.positions) and
-ReLU FFN (model.ffn)."""
+"""SASRec's item encoder (model.item_encoder="id"), learned positions (model.positions),
+ReLU FFN (model.ffn) and LayerNorm (model.norm)."""
 import dataclasses
 
 import flax.linen as nn
@@ -10,7 +10,7 @@ import pytest
 from configs import base
 
 from mpformer_jax.data import schema
-from mpformer_jax.model.layers import Attention, ReluFFN
+from mpformer_jax.model.layers import Attention, LayerNorm, ReluFFN
 from mpformer_jax.model.retriever import ModelConfig, Retriever
 from mpformer_jax.train.flops import train_flops_per_step, user_tower_flops
 from tests.model.test_retriever import SPEC, assert_newest_item_unseen, model_cfg, toy_batch
@@ -58,11 +58,12 @@ def test_attention_without_rope_ignores_positions():
     assert same == (not use_rope)
 
 
-@pytest.mark.parametrize("schedule", [(), ((4, 1), (2, 2))])
-def test_learned_positions(schedule):
+@pytest.mark.parametrize("schedule,pool", [((), "mean"), (((4, 1), (2, 2)), "mean"),
+                                           (((4, 1), (2, 2)), "attention")])
+def test_learned_positions(schedule, pool):
   """One table row per backbone position (user token, groups, raw items, queries); the rows
-  enter the output; the model stays causal over the raw items."""
-  cfg = model_cfg(positions="learned", objectives=("click",), schedule=schedule)
+  enter the output; the model stays causal over the raw items, with either pool."""
+  cfg = model_cfg(positions="learned", objectives=("click",), schedule=schedule, pool=pool)
   batch = toy_batch()
   model, params = _init(cfg, batch)
   num_context = 1 + (12 if not schedule else 4 + 1 + 2)
@@ -107,6 +108,30 @@ def test_relu_ffn_in_the_blocks():
   assert set(swiglu["params"][blocks[0]]["ffn"]) == {"gate", "up", "down"}
 
 
+def test_layer_norm_by_hand():
+  """x = (1, 3): mean 2, centred (-1, 1), variance 1, so y = (-1, 1); times scale (2, 3)
+  plus bias (0.5, -1) = (-1.5, 2). RMSNorm would give x / sqrt(5) * scale, no bias."""
+  norm = LayerNorm()
+  x = jnp.array([[1.0, 3.0]])
+  params = nn.meta.unbox(norm.init(jax.random.PRNGKey(0), x))
+  assert set(params["params"]) == {"scale", "bias"}
+  params = {"params": {"scale": jnp.array([2.0, 3.0]), "bias": jnp.array([0.5, -1.0])}}
+  np.testing.assert_allclose(norm.apply(params, x), [[-1.5, 2.0]], rtol=1e-5)
+
+
+def test_layer_norm_in_the_blocks_and_the_final_norm():
+  """model.norm="layer" gives both norms of every block and the final norm a bias; the
+  default keeps RMSNorm's scale alone."""
+  batch = toy_batch()
+  for norm, keys in (("layer", {"scale", "bias"}), ("rms", {"scale"})):
+    model, params = _init(model_cfg(norm=norm, objectives=("click",)), batch)
+    p = params["params"]
+    assert set(p["final_norm"]) == keys
+    for name in ("blocks_0", "blocks_1"):
+      assert set(p[name]["attn_norm"]) == set(p[name]["ffn_norm"]) == keys
+    assert np.isfinite(np.asarray(model.apply(params, batch)[0]["interests"])).all()
+
+
 def test_relu_ffn_flops_by_hand():
   """ReLU's FFN is 4 d h a token against SwiGLU's 6 d h: 2 layers x S tokens x 2 d h saved,
   S = user token 1 + groups 1 + 2 + raw 12 - 4 - 4 = 4 + queries 2 objectives x 3 = 14, d = 16,
@@ -133,6 +158,10 @@ def test_switch_errors():
   assert ModelConfig.from_config(c, 32).positions == "learned"
   c.ffn = "gelu"
   with pytest.raises(ValueError, match=r"model.ffn must be one of \('swiglu', 'relu'\)"):
+    ModelConfig.from_config(c, 32)
+  c.ffn = "relu"
+  c.norm = "batch"
+  with pytest.raises(ValueError, match=r"model.norm must be one of \('rms', 'layer'\)"):
     ModelConfig.from_config(c, 32)
 
 

@@ -120,3 +120,21 @@ def test_config_errors(overrides, match):
 def test_backbone_len():
   assert dataclasses.replace(solar_cfg(4)).backbone_len == RECENT
   assert model_cfg().backbone_len == model_cfg().max_len
+
+
+def test_solar_with_the_id_encoder_reads_no_side_features():
+  """model.item_encoder="id" leaves side features out of the memory as of the backbone: the
+  memory embeds no feature, and new features on old and recent events change nothing."""
+  cfg = solar_cfg(4, item_encoder="id", objectives=("click",), d_model=16, item_embed_dim=16,
+                  output_dim=16)
+  model, batch = Retriever(SPEC, cfg), repeated_history_batch()
+  params = with_memory_read(jax.jit(model.init)(jax.random.PRNGKey(0), batch))
+  assert set(params["params"]["memory"]) == {"norm"}
+  apply = jax.jit(lambda b: model.apply(params, b)[0]["interests"])
+  other = dict(batch)
+  for key in (schema.HISTORY_ITEM_FEATURES, schema.HISTORY_EVENT_FEATURES):
+    other[key] = np.where(batch[key] > 0, batch[key] % 3 + 1, 0).astype(np.int32)
+  np.testing.assert_array_equal(apply(other), apply(batch))
+  moved = dict(batch, **{schema.HISTORY_IDS: batch[schema.HISTORY_IDS].copy()})
+  moved[schema.HISTORY_IDS][1, 25] = 49   # an old event: the memory still reads ids
+  assert not np.allclose(apply(moved)[1], apply(batch)[1])
