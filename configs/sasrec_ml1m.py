@@ -18,11 +18,13 @@ every point). Beauty's SASRec sets 1e-3: 2e-3 was behind from pass 21 and level 
 (the recipe's 2 heads of 32 gave 0.1778, one of 64 0.1788, ahead at the last 6 of 8
 points); Beauty's SASRec keeps 2 heads, not yet measured with one.
 Differences from the original SASRec: the token MLP also sees the item's side features,
-RoPE positions, SwiGLU blocks, L2-normalised embeddings under a temperature. SASRec's own
-id embeddings (model.item_encoder="id"), learned positions (model.positions="learned") and
-ReLU FFN (model.ffn="relu", width 64) were measured and lost on validation (0.1785 against
-0.1835 at 63 passes; learned positions behind that at every point; the ReLU FFN 3.7% behind
-at the fourth of 8 points: benchmarks/README.md, "Quality").
+RoPE positions, SwiGLU blocks, RMSNorm, L2-normalised embeddings under a temperature.
+SASRec's own id embeddings (model.item_encoder="id"), learned positions
+(model.positions="learned") and ReLU FFN (model.ffn="relu", width 64) were measured and lost
+on validation (0.1785 against 0.1835 at 63 passes; learned positions behind that at every
+point; the ReLU FFN 3.7% behind at the fourth of 8 points), and its LayerNorm
+(model.norm="layer") gained nothing (0.1803, level with the config's second seed, below its
+first's 0.1835; benchmarks/README.md, "Quality").
 """
 from configs import ml1m
 
