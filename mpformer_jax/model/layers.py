@@ -6,6 +6,7 @@ in the config; on one device the names are inert.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import flax.linen as nn
@@ -41,22 +42,11 @@ class RMSNorm(nn.Module):
     return (y * scale).astype(self.dtype)
 
 
-class LayerNorm(nn.Module):
-  """Layer norm with scale and bias (SASRec's), in f32 like RMSNorm."""
-  eps: float = 1e-6
-  dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    def param(name, init):
-      return self.param(name, nn.with_logical_partitioning(init, ("embed",)),
-                        (x.shape[-1],), jnp.float32)
-    xf = x.astype(jnp.float32)
-    centred = xf - jnp.mean(xf, axis=-1, keepdims=True)
-    y = centred * jax.lax.rsqrt(jnp.mean(centred * centred, axis=-1, keepdims=True) + self.eps)
-    return (y * param("scale", nn.initializers.ones)
-            + param("bias", nn.initializers.zeros)).astype(self.dtype)
-
+# SASRec's layer norm (scale and bias; flax reduces in f32), its params annotated like RMSNorm's.
+LayerNorm = functools.partial(
+    nn.LayerNorm, epsilon=1e-6,
+    scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
+    bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))
 
 NORMS = {"rms": RMSNorm, "layer": LayerNorm}
 
