@@ -71,6 +71,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       objectives=("click", "long_view", "like", "follow"),  # each gets k query tokens
       max_query_tokens=64,          # budget for len(objectives) * num_queries
       readout="queries",            # "queries" (k interests) or "last" (SASRec baseline)
+      # "newest": every output vector (an interest, or a raw token's next-item output) adds
+      # the item vector of the newest item it reads, so scores start as "items like the
+      # newest one"; "none": the outputs alone.
+      output_skip="none",
       # MPFormer's switches. On by default only where the ablations of issue 19 showed a
       # gain beyond two standard errors and no loss elsewhere (benchmarks/README.md,
       # "Multi-objective"; all on = the paper's MPFormer, all off = KuaiFormer).

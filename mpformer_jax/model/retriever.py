@@ -34,6 +34,7 @@ _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 LONG_HISTORY = ("compress", "solar")
 ITEM_ENCODERS = ("mlp", "id")
 POSITIONS = ("rope", "learned")
+OUTPUT_SKIPS = ("none", "newest")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +61,7 @@ class ModelConfig:
   max_query_tokens: int  # budget for O * k query tokens
   readout: str  # "queries" (k interests) or "last" (SASRec: newest item)
   normalize: bool
+  output_skip: str  # "newest": each output adds the vector of the newest item it reads
   dropout: float  # on the token embeddings and residual branches (training)
   freq_mix: float  # BSARec's alpha: the frequency filter's share beside attention (0 = off)
   freq_window: int  # its causal low-pass: the mean of the newest freq_window tokens
@@ -112,6 +114,9 @@ class ModelConfig:
       raise ValueError(f"model.ffn must be one of {tuple(FFNS)}, got {c.ffn!r}")
     if c.norm not in NORMS:
       raise ValueError(f"model.norm must be one of {tuple(NORMS)}, got {c.norm!r}")
+    if c.output_skip not in OUTPUT_SKIPS:
+      raise ValueError(f"model.output_skip must be one of {OUTPUT_SKIPS}, got "
+                       f"{c.output_skip!r}")
     if c.readout not in ("queries", "last"):
       raise ValueError(f"model.readout must be 'queries' or 'last', got {c.readout!r}")
     if c.readout == "last" and len(c.objectives) != 1:
@@ -142,7 +147,7 @@ class ModelConfig:
                attention_bias=c.attention_bias, recency_bias=c.recency_bias,
                user_gate=c.user_gate, target_weights=c.target_weights,
                weight_recent=c.weight_recent, max_query_tokens=c.max_query_tokens,
-               readout=c.readout,
+               readout=c.readout, output_skip=c.output_skip,
                normalize=c.normalize, dropout=c.dropout, freq_mix=c.freq_mix,
                freq_window=c.freq_window, item_encoder=c.item_encoder,
                positions=c.positions, ffn=c.ffn, norm=c.norm,
@@ -208,6 +213,8 @@ class Retriever(nn.Module):
       self.weight_head = TargetWeightHead(num_obj)
     self.final_norm = NORMS[c.norm](dtype=dt)
     self.head = dense(c.output_dim, ("embed", "mlp"), "head", dt)
+    if c.output_skip == "newest":
+      self.skip_scale = self.param("newest_skip_scale", nn.initializers.ones, (), jnp.float32)
 
   @property
   def has_user_token(self) -> bool:
@@ -318,13 +325,29 @@ class Retriever(nn.Module):
       u = u.reshape(b, num_obj, k, c.output_dim)
     # Outputs of the raw item tokens, for the auxiliary next-item loss (unused ones are
     # removed by XLA).
-    items_out = self.head(x[:, num_context - raw.shape[1]:num_context]).astype(jnp.float32)
+    r = raw.shape[1]
+    items_out = self.head(x[:, num_context - r:num_context]).astype(jnp.float32)
+    if c.output_skip == "newest":  # raw tokens: the newest r events, newest last
+      raw_items = self._skip_items(ids[:, -r:], item_feats[:, -r:])
+      u = self._add_skip(u, raw_items[:, -1][:, None, None])
+      items_out = self._add_skip(items_out, raw_items)
     out = {"interests": _l2_normalize(u) if c.normalize else u,
            "item_outputs": _l2_normalize(items_out) if c.normalize else items_out}
     if c.target_weights:
       user_out = x[:, 0] if self.has_user_token else jnp.zeros((b, c.d_model), x.dtype)
       out["weight_logits"] = self.weight_head(user_out, u)
     return out
+
+  def _skip_items(self, ids: jax.Array, feats: jax.Array) -> jax.Array:
+    """[B, r, out] item vectors of history ids as the item tower embeds targets; 0 at padding."""
+    return self.embed_items(ids, feats) * (ids > 0)[..., None].astype(jnp.float32)
+
+  def _add_skip(self, out: jax.Array, item: jax.Array) -> jax.Array:
+    """out + scale * item: both unit length first under model.normalize, so the skip starts
+    as the output's equal (the score then starts as "items like the newest one")."""
+    if self.cfg.normalize:
+      out = _l2_normalize(out)
+    return out + self.skip_scale * item
 
 
 def _l2_normalize(x: jax.Array) -> jax.Array:

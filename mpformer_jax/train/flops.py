@@ -14,6 +14,7 @@ Per example, with d = d_model, h = mlp_hidden, L = max_len, S = backbone tokens:
                  summary 4 r N m over the N = max_len - recent old events (P = K_J K^T and
                  P V, m = item_embed), + num_layers * S * (4 d m + 4 r m) to read it
   head           O k * 2 d out
+  output skip    (model.output_skip="newest") R item towers, one per raw history token
   item tower     2 * i_v * 2 out + 2 * 2 out * out per candidate, i_v = item_embed + F_item f
   loss           O * C * k * 2 out per row (scores against C = B in-batch candidates, or
                  C = N + 1 items with loss.negatives="catalogue", whose tower then runs
@@ -67,7 +68,22 @@ def user_tower_flops(cfg: ModelConfig, spec: DatasetSpec) -> float:
     m = cfg.item_embed_dim
     memory = (4 * cfg.solar_rank * (cfg.max_len - cfg.backbone_len) * m
               + cfg.num_layers * s * (4 * d * m + 4 * cfg.solar_rank * m))
-  return token_mlp + group + backbone + head + memory
+  skip = raw_tokens(cfg) * item_tower_flops(cfg, spec) if cfg.output_skip == "newest" else 0
+  return token_mlp + group + backbone + head + memory + skip
+
+
+def raw_tokens(cfg: ModelConfig) -> int:
+  """History tokens the backbone reads uncompressed (the newest ones)."""
+  return cfg.backbone_len - sum(w * g for w, g in cfg.schedule)
+
+
+def item_tower_flops(cfg: ModelConfig, spec: DatasetSpec) -> float:
+  """Forward FLOPs of one item vector (0 under model.item_encoder="id": the id row)."""
+  if cfg.item_encoder == "id":
+    return 0
+  out = cfg.output_dim
+  i_v = cfg.item_embed_dim + len(spec.item_features) * cfg.feature_dim
+  return 2 * i_v * 2 * out + 2 * 2 * out * out
 
 
 def serve_flops_per_user(cfg: ModelConfig, spec: DatasetSpec, num_items: int) -> float:
@@ -82,15 +98,14 @@ def train_flops_per_step(cfg: ModelConfig, spec: DatasetSpec, batch_size: int,
   """Training FLOPs of one step; the loss terms follow `loss_cfg` (config.loss) if given."""
   loss_cfg = loss_cfg or {}
   catalogue = loss_cfg.get("negatives", "in_batch") == "catalogue"
-  out, f = cfg.output_dim, cfg.feature_dim
+  out = cfg.output_dim
   num_obj, k = len(cfg.objectives), (0 if cfg.readout == "last" else cfg.num_queries)
-  i_v = cfg.item_embed_dim + len(spec.item_features) * f
-  tower = 0 if cfg.item_encoder == "id" else 2 * i_v * 2 * out + 2 * 2 * out * out
+  tower = item_tower_flops(cfg, spec)
   cands = spec.item_vocab_size if catalogue else batch_size
   loss = num_obj * cands * max(k, 1) * 2 * out
   aux = 0.0
   if loss_cfg.get("aux_next_item", 0.0) > 0:
-    raw = cfg.backbone_len - sum(w * g for w, g in cfg.schedule)
+    raw = raw_tokens(cfg)
     if loss_cfg.get("next_item_targets", 0) > 0:  # packed: the budget, spread over the batch
       raw = min(raw, loss_cfg["next_item_targets"] / batch_size)
     aux = raw * (cands * 2 * out + (0 if catalogue else tower))

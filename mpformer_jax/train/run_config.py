@@ -57,7 +57,7 @@ ADDED_FIELDS = {"train.nonfinite": "stop", "data.invalid_users": "error",
                 "model.freq_mix": 0.0, "model.freq_window": 10,
                 "model.item_encoder": "mlp", "model.positions": "rope",
                 "model.ffn": "swiglu", "loss.mask_seen": False,
-                "model.norm": "rms"}
+                "model.norm": "rms", "model.output_skip": "none"}
 
 
 class ConfigDrift(ValueError):

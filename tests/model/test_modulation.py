@@ -89,7 +89,8 @@ def test_query_token_budget():
       user_token=True, objective_embedding=True, attention_bias=True, recency_bias=True,
       user_gate=True, target_weights=True, weight_recent=10, readout="queries",
       normalize=False, dropout=0.0, freq_mix=0.0, freq_window=10, item_encoder="mlp",
-      positions="rope", ffn="swiglu", norm="rms", dtype="float32", param_dtype="float32",
+      positions="rope", ffn="swiglu", norm="rms", output_skip="none", dtype="float32",
+      param_dtype="float32",
       compression=dict(schedule=(), pool="mean", impl="auto"), long_history="compress",
       solar=dict(rank=16, recent=48)))
   with pytest.raises(ValueError, match="4 objectives x 20 query tokens = 80 exceeds"):

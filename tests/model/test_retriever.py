@@ -52,9 +52,9 @@ def model_cfg(**overrides):
                     objectives=("click", "like"), user_token=True, objective_embedding=True,
                     attention_bias=False, recency_bias=False, user_gate=False,
                     target_weights=False, weight_recent=50, max_query_tokens=64,
-                    readout="queries", normalize=False, dropout=0.0, freq_mix=0.0,
-                    freq_window=3, item_encoder="mlp", positions="rope", ffn="swiglu",
-                    norm="rms", schedule=((4, 1), (2, 2)), long_history="compress",
+                    readout="queries", output_skip="none", normalize=False, dropout=0.0,
+                    freq_mix=0.0, freq_window=3, item_encoder="mlp", positions="rope",
+                    ffn="swiglu", norm="rms", schedule=((4, 1), (2, 2)), long_history="compress",
                     solar_rank=16, solar_recent=48, pool="mean", impl="auto", dtype="float32",
                     param_dtype="float32")
   return dataclasses.replace(cfg, **overrides)

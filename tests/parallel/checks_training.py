@@ -76,12 +76,16 @@ def sharded_run(model, tx, config, batch, loss_fn, ref_state, full: bool):
   return out, grads, new_state
 
 
-def catalogue_check(model, tx, source, batch, ref_state) -> dict:
-  """loss.negatives="catalogue" (+ next-item loss): mesh 2 x 4 (the corpus embedded through
-  the vocabulary-parallel table) against one device, loss and gradients."""
+def catalogue_check(tx, source, batch) -> dict:
+  """The recipe's sparse path: loss.negatives="catalogue" (+ next-item loss) and
+  model.output_skip="newest" (history items embedded through the table too): mesh 2 x 4 (the
+  vocabulary-parallel table) against one device, loss and gradients."""
   c = base.get_config("tiny")
   c.loss.update(negatives="catalogue", kind="softmax", aux_next_item=0.5, temperature=0.2)
+  c.model.output_skip = "newest"
+  model = Retriever(source.spec, ModelConfig.from_config(c.model, c.data.max_len))
   loss_fn = st.make_loss_fn(model, c, pipeline.item_corpus_features(source))
+  ref_state, _ = st.init_state(model, tx, batch, c.seed)
   (ref_loss, _), ref_grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
       ref_state.params, batch)
   c.mesh.data, c.mesh.model = 2, 4
@@ -201,7 +205,7 @@ def main():
     result[name] = out
     if full:
       result["checkpoint"] = checkpoint_roundtrip(model, tx, batch, new_state)
-  result["catalogue"] = catalogue_check(model, tx, source, batch, ref_state)
+  result["catalogue"] = catalogue_check(tx, source, batch)
   result["dropout"] = dropout_check(source, tx, batch, ref_state)
   result["solar"] = solar_check(source, tx, batch)
   result["errors"] = bad_inputs(config)

@@ -21,7 +21,8 @@ def test_loss_and_gradients_match_one_device(result):
 
 
 def test_catalogue_negatives_match_one_device(result):
-  """loss.negatives="catalogue" embeds the corpus through the row-sharded table each step."""
+  """loss.negatives="catalogue" embeds the corpus through the row-sharded table each step,
+  and model.output_skip="newest" the history items (the recipe's sparse path)."""
   r = result["catalogue"]
   assert r["ref_loss"] > 0 and r["loss_err"] <= 1e-5, r
   assert r["grad_err"] <= 1e-5, r

@@ -1,4 +1,4 @@
-"""Analytic FLOPs: SOLAR's memory term, computed by hand."""
+"""Analytic FLOPs: SOLAR's memory term and the output skip's item towers, by hand."""
 import dataclasses
 
 from mpformer_jax.train.flops import user_tower_flops
@@ -14,3 +14,15 @@ def test_solar_memory_flops_by_hand():
                     solar_recent=6)
   short = dataclasses.replace(solar, max_len=6, long_history="compress")
   assert user_tower_flops(solar, SPEC) - user_tower_flops(short, SPEC) == 4_352 + 16_640
+
+
+def test_output_skip_flops_by_hand():
+  """model.output_skip="newest" runs the item tower on each raw token: max_len 12 with
+  groups (4, 1), (2, 2) leaves 4 raw; one tower (item_embed 8 + 1 feature x 4 = 12 in,
+  out 8): 2 * 12 * 16 + 2 * 16 * 8 = 640, so 4 * 640 = 2,560; none under the id encoder."""
+  plain = model_cfg()
+  skip = dataclasses.replace(plain, output_skip="newest")
+  assert user_tower_flops(skip, SPEC) - user_tower_flops(plain, SPEC) == 2_560
+  ident = dict(item_encoder="id", d_model=16, item_embed_dim=16, output_dim=16)
+  assert (user_tower_flops(dataclasses.replace(skip, **ident), SPEC)
+          == user_tower_flops(dataclasses.replace(plain, **ident), SPEC))
