@@ -32,7 +32,8 @@ from configs import ml1m
 def as_sasrec(c):
   """Turns a recipe config of ours into its SASRec baseline (in place)."""
   c.data.sampling = "user"
-  c.model.update(readout="last", user_token=False, num_queries=1)
+  c.model.update(readout="last", user_token=False, num_queries=1,
+                 output_skip="none")  # SASRec's output is the transformer's alone
   c.model.compression.schedule = ()
   c.loss.update(objective_weights=(0.0,), negatives="catalogue", kind="softmax")
   c.recipe.update(dense_dropout=0.1, sparse_dropout=0.5, epochs=42)

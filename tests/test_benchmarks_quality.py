@@ -51,6 +51,7 @@ def test_configs_are_the_recipe_with_the_data_named():
     assert c.recipe == base.recipe
   for c in (sasrec_ml1m.get_config(), sasrec_beauty.get_config()):
     assert c.model.readout == "last" and c.data.sampling == "user"
+    assert c.model.output_skip == "none"  # not the recipe's rule: SASRec has no skip
     assert c.loss.negatives == "catalogue" and c.model.compression.schedule == ()
 
 
