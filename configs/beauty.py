@@ -4,9 +4,8 @@
 The one recipe (configs/recipe.py) on this dataset: nothing here but the data, and ScaNN's
 search breadth (evaluation only). From Beauty's statistics (median length 6, 99th
 percentile 43, 16 events per item: sparse) the recipe derives max_len 48, no compression,
-the exact softmax over the 12,101 items, the newest item's vector added to every output
-(model.output_skip) and 2,054 steps (2 passes over the 131K training positions); the log
-says why.
+the exact softmax over the 12,101 items and 2,054 steps (2 passes over the 131K training
+positions); the log says why.
 Raw files: data.dir (default $MPFORMER_DATA or ../shared/data), built once with TFDS.
 """
 from configs import recipe

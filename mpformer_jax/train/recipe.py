@@ -11,7 +11,6 @@ values, not the markers. The rules (B = train.batch_size):
                           32, the rest in windows of 16 (none if under 32 events)
   model.dropout           dense_dropout if events per item >= dense_events_per_item, else
                           sparse_dropout
-  model.output_skip       dense_output_skip or sparse_output_skip, by the same density
   loss.negatives / kind   the exact softmax over the catalogue if the data are sparse (as for
                           dropout) and num_items <= catalogue_max_items (its cost), else
                           in-batch negatives with logQ correction
@@ -37,8 +36,7 @@ AUTO_OBJECTIVES = (AUTO_STR,)
 AUTO_WEIGHTS = (float(AUTO),)
 MARKERS = {"model.objectives": AUTO_OBJECTIVES, "loss.objective_weights": AUTO_WEIGHTS,
            "data.max_len": AUTO, "model.compression.schedule": AUTO_SCHEDULE,
-           "model.dropout": float(AUTO), "model.output_skip": AUTO_STR,
-           "loss.negatives": AUTO_STR, "loss.kind": AUTO_STR,
+           "model.dropout": float(AUTO), "loss.negatives": AUTO_STR, "loss.kind": AUTO_STR,
            "loss.next_item_targets": AUTO, "train.num_steps": AUTO,
            "train.eval_every_steps": AUTO}
 
@@ -105,7 +103,6 @@ def derive(config, stats: DatasetStats) -> dict[str, tuple[object, str]]:
   density = (f"{stats.events_per_item:.0f} events per item "
              f"({'>=' if dense else '<'} {r.dense_events_per_item})")
   out["model.dropout"] = (r.dense_dropout if dense else r.sparse_dropout, density)
-  out["model.output_skip"] = (r.dense_output_skip if dense else r.sparse_output_skip, density)
   small = stats.num_items <= r.catalogue_max_items
   exact = small and not dense
   why = (f"{'dense' if dense else 'sparse'} data, {stats.num_items} items "

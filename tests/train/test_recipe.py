@@ -54,7 +54,6 @@ def test_derive_from_statistics():
   assert d["data.max_len"][0] == 56                 # p99 = 50 rounded up to 8
   assert d["model.compression.schedule"][0] == ()
   assert d["model.dropout"][0] == 0.5               # sparse
-  assert d["model.output_skip"] == ("newest", "1 events per item (< 100)")
   assert d["loss.negatives"][0] == "catalogue" and d["loss.kind"][0] == "softmax"
   assert d["model.objectives"][0] == ("watch",) and d["loss.objective_weights"][0] == (1.0,)
   # 90 users x 3 + 10 x 47 = 740 examples: 6 steps a pass, 2 passes, raised to min_steps
@@ -64,7 +63,6 @@ def test_derive_from_statistics():
   assert d["data.max_len"][0] == 200                 # capped
   assert d["model.compression.schedule"][0] == ((32, 2), (16, 4))
   assert d["model.dropout"][0] == 0.0
-  assert d["model.output_skip"] == ("none", "1800 events per item (>= 100)")
   assert d["loss.negatives"][0] == "in_batch" and d["loss.kind"][0] == "smooth_logq"
   assert d["train.num_steps"][0] == 5                # max_steps
   # Sparse but over the catalogue cap: in-batch negatives.
