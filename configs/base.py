@@ -146,8 +146,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                 # small corpora]: exact softmax over every item (kind "softmax" or
                 # "label_smoothing").
                 negatives="in_batch",
-                # catalogue only: drop each row's already-seen history items from its
-                # softmax (the target stays), as the seen-removed evaluation drops them
+                # drop each row's already-seen history items from its softmax (the
+                # target stays), as the seen-removed evaluation drops them
                 mask_seen=False)
   c.train = dict(num_steps=1_000, batch_size=128, learning_rate=2e-3, warmup_steps=100,
                  weight_decay=0.01, grad_clip=1.0, log_every_steps=50,

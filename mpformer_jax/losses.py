@@ -11,8 +11,8 @@ Kinds:
 with C the number of candidates and C' the number of unmasked ones. With
 loss.negatives="catalogue" (the exact softmax over all N items) "softmax" and
 "label_smoothing" apply, the latter with C' = N for the target and every next-item position.
-loss.mask_seen (catalogue only) drops from each row's softmax the items already in its input
-history, as the seen-removed evaluation drops them from the ranking (the target stays).
+loss.mask_seen drops from each row's softmax (catalogue or in-batch) the items already in its
+input history, as the seen-removed evaluation drops them from the ranking (the target stays).
 """
 from __future__ import annotations
 
@@ -62,6 +62,16 @@ def first_seen_age(history_ids: jax.Array, num_columns: int) -> jax.Array:
   first = jnp.full((b, num_columns), -1, jnp.int32)
   first = first.at[jnp.arange(b)[:, None], history_ids].max(age)
   return first.at[:, 0].set(-1)
+
+
+def candidate_seen_age(history_ids: jax.Array, cand_ids: jax.Array) -> jax.Array:
+  """[B, C] int32: `first_seen_age` of the in-batch candidates' ids [C] in each row's
+  left-padded history [B, L], without a table over the catalogue (which may hold millions of
+  items); -1 where absent. Costs B * L * C comparisons, fused into the reduction."""
+  length = history_ids.shape[1]
+  age = jnp.arange(length - 1, -1, -1, dtype=jnp.int32)[None, :, None]
+  hit = (history_ids[:, :, None] == cand_ids[None, None, :]) & (history_ids[:, :, None] > 0)
+  return jnp.max(jnp.where(hit, age, -1), axis=1)
 
 
 def mask_seen(logits: jax.Array, seen_age: jax.Array, age: jax.Array,
@@ -130,11 +140,12 @@ def retrieval_loss(user: jax.Array, cand: jax.Array, batch: Mapping[str, jax.Arr
                    ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Multi-objective loss: sum_o lambda_o * mean over rows with y[o] = 1 of L_o.
 
-  user [B, O, k, d]; cand [B, d] the batch's target embeddings, the in-batch negatives.
-  With `items` [N + 1, d] (loss.negatives="catalogue") L_o is instead the exact softmax
-  cross-entropy over the whole corpus, and `seen_age` ([B, N + 1], `first_seen_age` of the
-  history) masks each row's history items from it. An objective with no positive row in the
-  batch contributes 0 (and reports count 0), never NaN.
+  user [B, O, k, d]; cand [B, d] the batch's target embeddings, the in-batch negatives;
+  `seen_age` ([B, B], `candidate_seen_age` of the history) masks from row b's softmax the
+  other rows' targets it has seen. With `items` [N + 1, d] (loss.negatives="catalogue") L_o
+  is instead the exact softmax cross-entropy over the whole corpus, and `seen_age`
+  ([B, N + 1], `first_seen_age` of the history) masks each row's history items from it. An
+  objective with no positive row in the batch contributes 0 (and reports count 0), never NaN.
   """
   labels = batch[schema.TARGET_LABELS]
   cand_ids = batch[schema.TARGET_ID]
@@ -144,6 +155,9 @@ def retrieval_loss(user: jax.Array, cand: jax.Array, batch: Mapping[str, jax.Arr
   for o, (col, weight) in enumerate(zip(objective_columns, objective_weights)):
     if items is None:
       logits = in_batch_logits(user[:, o], cand, cand_ids, logq, temperature)
+      if seen_age is not None:  # the positive (the diagonal) stays, as a repeat may be one
+        logits = jnp.where((seen_age >= 0) & ~jnp.eye(*logits.shape, dtype=bool), _MASKED,
+                           logits)
       rows, correct = in_batch_loss(logits, kind=kind, alpha=alpha)
     else:
       logits = catalogue_logits(user[:, o], items, temperature)
@@ -187,8 +201,9 @@ def next_item_loss(item_out: jax.Array, next_emb: jax.Array | None, next_ids: ja
   max_targets > 0 scores only the first max_targets valid positions (row-major), gathered
   into a static [max_targets] buffer, so padding costs nothing: left-padded histories of
   short users are mostly padding. Positions past the budget are left out of this step.
-  `seen_age` ([B, N + 1], `first_seen_age` of the whole history; catalogue only) masks from
-  raw token t's softmax the items seen by it: token t is R - 1 - t events before the newest.
+  `seen_age` ([B, N + 1], `first_seen_age` of the whole history; or [B, C],
+  `candidate_seen_age` of the candidates) masks from raw token t's softmax the items seen by
+  it: token t is R - 1 - t events before the newest.
   """
   b, r, d = item_out.shape
   rows = jnp.arange(b * r)
@@ -200,10 +215,11 @@ def next_item_loss(item_out: jax.Array, next_emb: jax.Array | None, next_ids: ja
     out, ids, rows = out[idx], ids[idx], rows[idx]
     emb = None if emb is None else emb[idx]
     w = (jnp.arange(max_targets) < jnp.sum(w)).astype(jnp.float32)
+  age = r - 1 - rows % r     # events between each position's own item and the newest
   if items is not None:  # Every position is a row of the catalogue softmax.
     logits = catalogue_logits(out[:, None], items, temperature)
     if seen_age is not None:
-      logits = mask_seen(logits, seen_age[rows // r], r - 1 - rows % r, ids)
+      logits = mask_seen(logits, seen_age[rows // r], age, ids)
     ce, _ = catalogue_loss(logits, ids, smoothing)
   else:
     pos = jnp.sum(out * emb, axis=-1) / temperature
@@ -211,6 +227,8 @@ def next_item_loss(item_out: jax.Array, next_emb: jax.Array | None, next_ids: ja
     if cand_logq is not None:
       neg = neg - cand_logq[None, :]
     neg = jnp.where(cand_ids[None, :] == ids[:, None], _MASKED, neg)
+    if seen_age is not None:
+      neg = jnp.where(seen_age[rows // r] >= age[:, None], _MASKED, neg)
     logits = jnp.concatenate([pos[:, None], neg], axis=-1)
     ce = jax.nn.logsumexp(logits, axis=-1) - pos
   return jnp.sum(ce * w) / jnp.maximum(jnp.sum(w), 1.0)

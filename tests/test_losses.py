@@ -222,6 +222,53 @@ def test_first_seen_age_by_hand():
   np.testing.assert_array_equal(seen_age, [[-1, 1, -1, 2], [-1, -1, 0, -1]])
 
 
+def test_candidate_seen_age_by_hand():
+  """Candidates 3, 2, 0 (padding), 5 in histories [0, 3, 1, 3] and [0, 0, 0, 2]: item 3 first
+  2 events before row 0's newest, item 2 the newest of row 1; first_seen_age's columns."""
+  hist = jnp.asarray([[0, 3, 1, 3], [0, 0, 0, 2]])
+  cand = jnp.asarray([3, 2, 0, 5])
+  got = losses.candidate_seen_age(hist, cand)
+  np.testing.assert_array_equal(got, [[2, -1, -1, -1], [-1, 0, -1, -1]])
+  np.testing.assert_array_equal(got, losses.first_seen_age(hist, 6)[:, cand])
+
+
+def test_in_batch_mask_seen_by_hand():
+  """Users (1, 0), (1, 0); candidates id 2 at (1, 0), id 3 at (0, 1): logits 1, 0 in both
+  rows. Both histories hold item 3. Row 0 (target 2) loses candidate 3: loss 0 (else
+  log(e + 1) - 1). Row 1's target is 3, a repeat: it stays, loss log(e + 1) - 0."""
+  user = jnp.asarray([[[[1., 0.]]], [[[1., 0.]]]])       # [B=2, O=1, k=1, d=2]
+  cand = jnp.asarray([[1., 0.], [0., 1.]])
+  batch = {"target_labels": jnp.ones((2, 1), jnp.int32), "target_id": jnp.asarray([2, 3]),
+           "target_logq": jnp.zeros((2,), jnp.float32)}
+  kw = dict(objective_columns=(0,), objective_weights=(1.0,), kind="softmax", alpha=0.0,
+            logq_correction=False)
+  seen_age = losses.candidate_seen_age(jnp.asarray([[0, 3], [0, 3]]), batch["target_id"])
+  masked, _ = losses.retrieval_loss(user, cand, batch, seen_age=seen_age, **kw)
+  assert float(masked) == pytest.approx(math.log(E + 1) / 2, rel=1e-6)
+  plain, _ = losses.retrieval_loss(user, cand, batch, **kw)
+  assert float(plain) == pytest.approx(math.log(E + 1) - 0.5, rel=1e-6)
+
+
+def test_in_batch_next_item_mask_seen_by_position():
+  """History [1, 2, 3, 4], raw tokens items 2, 3, 4 (2, 1, 0 events before the newest), next
+  ids 3, 4, 9; every output (1, 0), positives scored 0, candidates 2, 4, 7 each scored 1.
+  Token 0 has seen item 2 only (item 4 comes later): log(1 + 2e). Token 1 loses 2 and 4
+  (its own positive, an accidental hit): log(1 + e); token 2 loses 2 and 4: log(1 + e)."""
+  item_out = jnp.ones((1, 3, 2)) * jnp.asarray([1., 0.])
+  next_emb = jnp.zeros((1, 3, 2))
+  next_ids, valid = jnp.asarray([[3, 4, 9]]), jnp.ones((1, 3), bool)
+  cand, cand_ids = jnp.asarray([[1., 0.]] * 3), jnp.asarray([2, 4, 7])
+  seen_age = losses.candidate_seen_age(jnp.asarray([[1, 2, 3, 4]]), cand_ids)
+  want = (math.log(1 + 2 * E) + 2 * math.log(1 + E)) / 3
+  for budget in (0, 5):  # dense, then packed into a static buffer
+    loss = losses.next_item_loss(item_out, next_emb, next_ids, valid, cand, cand_ids, None,
+                                 max_targets=budget, seen_age=seen_age)
+    assert float(loss) == pytest.approx(want, rel=1e-6)
+  plain = losses.next_item_loss(item_out, next_emb, next_ids, valid, cand, cand_ids, None)
+  assert float(plain) == pytest.approx((2 * math.log(1 + 3 * E) + math.log(1 + 2 * E)) / 3,
+                                       rel=1e-6)
+
+
 def test_catalogue_mask_seen_by_hand():
   """Both users (1, 0): logits (masked | 1, 0, -1). Row 0 saw item 1, target 2: the softmax
   is over items 2, 3 only, log(1 + 1/e) - 0. Row 1 saw items 3 and 2, target 2 (a repeat):

@@ -124,9 +124,6 @@ def make_loss_fn(model: Retriever, config, corpus_features=None) -> Callable:
       raise ValueError('loss.negatives="catalogue" needs the corpus item features')
     all_ids = jnp.arange(corpus_features.shape[0], dtype=jnp.int32)
     all_feats = jnp.asarray(corpus_features, jnp.int32)
-  if config.loss.mask_seen and negatives != "catalogue":
-    raise ValueError('loss.mask_seen masks seen items from the exact softmax: it needs '
-                     f'loss.negatives="catalogue" (got {negatives!r})')
   columns = [model.spec.objective_index(o) for o in model.cfg.objectives]
   weights = tuple(config.loss.objective_weights)
   if len(weights) != len(columns):
@@ -140,7 +137,9 @@ def make_loss_fn(model: Retriever, config, corpus_features=None) -> Callable:
     if negatives == "catalogue":
       items = model.apply({"params": params}, all_ids, all_feats, method=Retriever.embed_items)
     if config.loss.mask_seen:
-      seen_age = losses.first_seen_age(batch[schema.HISTORY_IDS], items.shape[0])
+      hist = batch[schema.HISTORY_IDS]
+      seen_age = (losses.candidate_seen_age(hist, batch[schema.TARGET_ID]) if items is None
+                  else losses.first_seen_age(hist, items.shape[0]))
     loss, metrics = losses.retrieval_loss(
         out["interests"], cand, batch, objective_columns=columns, objective_weights=weights,
         kind=config.loss.kind, alpha=config.loss.alpha,

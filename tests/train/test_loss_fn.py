@@ -1,4 +1,4 @@
-"""make_loss_fn with loss.negatives="catalogue" against the losses rebuilt by hand in numpy."""
+"""make_loss_fn (catalogue softmax; seen items masked) against the losses rebuilt in numpy."""
 import flax.linen as nn
 import jax
 import numpy as np
@@ -118,9 +118,54 @@ def test_mask_seen_matches_numpy(setup):
   assert float(metrics["loss/0"]) < float(unmasked["loss/0"])  # fewer negatives
 
 
-def test_mask_seen_needs_the_catalogue(setup):
-  _, model, *_ = setup
+def _logsumexp(x):
+  m = x.max(-1)
+  return m + np.log(np.exp(x - m[..., None]).sum(-1))
+
+
+def test_in_batch_mask_seen_matches_numpy(setup):
+  """loss.mask_seen with in-batch negatives (logQ-corrected): row b's softmax loses the other
+  rows' targets its history holds, its own target kept; position t's next-item softmax loses
+  those at history positions <= t."""
+  _, model, batch, feats, params = setup
   config = base.get_config("tiny")
-  config.loss.mask_seen = True
-  with pytest.raises(ValueError, match='loss.mask_seen .* needs loss.negatives="catalogue"'):
-    st.make_loss_fn(model, config)
+  config.loss.update(kind="softmax", aux_next_item=0.5, temperature=TEMPERATURE,
+                     mask_seen=True)
+  _, metrics = jax.jit(st.make_loss_fn(model, config))(params, batch)
+  out, cand = model.apply({"params": params}, batch)
+  cand = np.asarray(cand, np.float64)
+  items = np.asarray(model.apply({"params": params}, np.arange(len(feats)), feats,
+                                 method=Retriever.embed_items), np.float64)
+  full, target = np.asarray(batch[schema.HISTORY_IDS]), np.asarray(batch[schema.TARGET_ID])
+  logq = np.asarray(batch[schema.TARGET_LOGQ], np.float64)
+  b, length = full.shape
+
+  def masked(row, upto, positive):  # [C] bool: candidates masked from this softmax
+    seen = set(full[row, :upto].tolist()) - {0}
+    return np.asarray([t == positive or t in seen for t in target.tolist()])
+
+  user = np.asarray(out["interests"][:, 0], np.float64)
+  logits = np.einsum("bkd,cd->bkc", user, cand).max(1) / TEMPERATURE - logq[None]
+  pairs = 0
+  for i in range(b):
+    drop = masked(i, length, target[i])
+    drop[i] = False
+    pairs += drop.sum() - (target == target[i]).sum() + 1   # seen, not accidental hits
+    logits[i, drop] = -np.inf
+  assert pairs > 0  # the batch has seen candidates to mask
+  col = model.spec.objective_index(model.cfg.objectives[0])
+  y = np.asarray(batch[schema.TARGET_LABELS])[:, col]
+  rows = _logsumexp(logits) - np.diag(logits)
+  assert float(metrics["loss/0"]) == pytest.approx((rows * y).sum() / max(y.sum(), 1),
+                                                   rel=1e-4)
+  item_out = np.asarray(out["item_outputs"], np.float64)
+  r = item_out.shape[1]
+  nxt = np.concatenate([full[:, -r + 1:], target[:, None]], axis=1)
+  pos = np.sum(item_out * items[nxt], -1) / TEMPERATURE
+  neg = np.einsum("brd,cd->brc", item_out, cand) / TEMPERATURE - logq
+  for i in range(b):
+    for t in range(r):
+      neg[i, t, masked(i, length - r + t + 1, nxt[i, t])] = -np.inf
+  ce = _logsumexp(np.concatenate([pos[..., None], neg], -1)) - pos
+  valid = (full[:, -r:] > 0) & (nxt > 0)
+  assert float(metrics["loss/next_item"]) == pytest.approx(ce[valid].mean(), rel=1e-4)
