@@ -29,12 +29,15 @@ def setup():
   return config, model, batch, pipeline.item_corpus_features(source), params
 
 
+def _logsumexp(x):
+  m = x.max(-1)
+  return m + np.log(np.exp(x - m[..., None]).sum(-1))
+
+
 def _ce(logits, target):
   logits = logits.astype(np.float64)
   logits[..., 0] = -np.inf  # padding id
-  m = logits.max(-1)
-  return m + np.log(np.exp(logits - m[..., None]).sum(-1)) - np.take_along_axis(
-      logits, target[..., None], -1)[..., 0]
+  return _logsumexp(logits) - np.take_along_axis(logits, target[..., None], -1)[..., 0]
 
 
 def _run(setup, config):
@@ -116,11 +119,6 @@ def test_mask_seen_matches_numpy(setup):
   assert float(metrics["loss/next_item"]) == pytest.approx(ce[valid].mean(), rel=1e-4)
   _, unmasked, *_ = _run(setup, setup[0])
   assert float(metrics["loss/0"]) < float(unmasked["loss/0"])  # fewer negatives
-
-
-def _logsumexp(x):
-  m = x.max(-1)
-  return m + np.log(np.exp(x - m[..., None]).sum(-1))
 
 
 def test_in_batch_mask_seen_matches_numpy(setup):
