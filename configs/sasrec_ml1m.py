@@ -40,7 +40,8 @@ def as_sasrec(c):
   c.model.update(readout="last", user_token=False, num_queries=1,
                  output_skip="none")  # SASRec's output is the transformer's alone
   c.model.compression.schedule = ()
-  c.loss.update(objective_weights=(0.0,), negatives="catalogue", kind="softmax")
+  c.loss.update(objective_weights=(0.0,), negatives="catalogue", kind="softmax",
+                mask_seen=False)  # SASRec+'s full softmax; ML-1M's get_config turns it on
   c.recipe.update(dense_dropout=0.1, sparse_dropout=0.5, epochs=42)
   return c
 
