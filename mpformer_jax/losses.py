@@ -10,7 +10,8 @@ Kinds:
   "softmax":          L = -log p(x+)
 with C the number of candidates and C' the number of unmasked ones. With
 loss.negatives="catalogue" (the exact softmax over all N items) "softmax" and
-"label_smoothing" apply, the latter with C' = N for the target and every next-item position.
+"label_smoothing" apply, the latter with C' = the items left after loss.mask_seen (N without
+it) for the target and every next-item position.
 loss.mask_seen drops from each row's softmax (catalogue or in-batch) the items already in its
 input history, as the seen-removed evaluation drops them from the ranking (the target stays).
 """
@@ -87,15 +88,19 @@ def catalogue_loss(logits: jax.Array, target_ids: jax.Array,
                    smoothing: float = 0.0) -> tuple[jax.Array, jax.Array]:
   """Per-row cross-entropy [B] and correctness [B] of logits [B, N + 1] vs target ids [B].
 
-  smoothing a > 0: -(1-a) log p(x+) - (a/N) sum over the N items (column 0 excluded) of
-  log p(x_c), label smoothing towards the uniform distribution over the catalogue.
+  smoothing a > 0: -(1-a) log p(x+) - (a/N') sum over the N' items left in the row
+  (column 0 and the columns `mask_seen` masked excluded) of log p(x_c), label smoothing
+  towards the uniform distribution over the items the row can rank.
   """
   logits = logits.astype(jnp.float32)
   pos = jnp.take_along_axis(logits, target_ids[:, None], axis=-1)[:, 0]
   lse = jax.nn.logsumexp(logits, axis=-1)
   loss = lse - pos
   if smoothing:
-    loss = lse - (1.0 - smoothing) * pos - smoothing * jnp.mean(logits[:, 1:], axis=-1)
+    items = logits[:, 1:]
+    valid = items > _MASKED / 2
+    uniform = jnp.sum(jnp.where(valid, items, 0.0), axis=-1) / jnp.sum(valid, axis=-1)
+    loss = lse - (1.0 - smoothing) * pos - smoothing * uniform
   return loss, jnp.argmax(logits, axis=-1) == target_ids
 
 

@@ -140,6 +140,18 @@ def test_catalogue_label_smoothing_by_hand():
   assert losses.catalogue_smoothing("label_smoothing", 0.1) == 0.1
 
 
+def test_catalogue_label_smoothing_leaves_out_masked_items():
+  """With loss.mask_seen the smoothing is uniform over the items left (a masked one is not a
+  class): the loss stays the hand value, not a sum over -1e30 logits."""
+  user = jnp.asarray([[[1., 0.]]])                       # logits (masked | 1, 0, -1)
+  logits = losses.mask_seen(losses.catalogue_logits(user, ITEMS),
+                            jnp.asarray([[-1, -1, -1, 0]]), jnp.asarray([0]), jnp.asarray([1]))
+  rows, _ = losses.catalogue_loss(logits, jnp.asarray([1]), smoothing=0.3)
+  z = math.log(E + 1)                                    # item 3 was seen: (masked | 1, 0, masked)
+  want = -(0.7 * (1 - z)) - 0.3 * ((1 - z) + (0 - z)) / 2
+  assert float(rows[0]) == pytest.approx(want, rel=1e-6)
+
+
 def test_catalogue_next_item_label_smoothing_by_hand():
   item_out = jnp.asarray([[[1., 0.], [0., 1.]]])
   next_ids, valid = jnp.asarray([[1, 3]]), jnp.asarray([[True, True]])
