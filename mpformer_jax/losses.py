@@ -84,6 +84,12 @@ def mask_seen(logits: jax.Array, seen_age: jax.Array, age: jax.Array,
   return jnp.where(seen, _MASKED, logits)
 
 
+def _unmasked_mean(values: jax.Array, logits: jax.Array) -> jax.Array:
+  """Per-row mean [R] of values [R, C] over the columns whose logit is not masked."""
+  valid = logits > _MASKED / 2
+  return jnp.sum(jnp.where(valid, values, 0.0), axis=-1) / jnp.sum(valid, axis=-1)
+
+
 def catalogue_loss(logits: jax.Array, target_ids: jax.Array,
                    smoothing: float = 0.0) -> tuple[jax.Array, jax.Array]:
   """Per-row cross-entropy [B] and correctness [B] of logits [B, N + 1] vs target ids [B].
@@ -98,9 +104,7 @@ def catalogue_loss(logits: jax.Array, target_ids: jax.Array,
   loss = lse - pos
   if smoothing:
     items = logits[:, 1:]
-    valid = items > _MASKED / 2
-    uniform = jnp.sum(jnp.where(valid, items, 0.0), axis=-1) / jnp.sum(valid, axis=-1)
-    loss = lse - (1.0 - smoothing) * pos - smoothing * uniform
+    loss = lse - (1.0 - smoothing) * pos - smoothing * _unmasked_mean(items, items)
   return loss, jnp.argmax(logits, axis=-1) == target_ids
 
 
@@ -131,8 +135,7 @@ def in_batch_loss(logits: jax.Array, *, kind: str = "smooth_logq",
     neg = jnp.sum(jnp.where(~pos & valid, log1m_p, 0.0), axis=-1)
     loss = -(1.0 - alpha) * logp_pos - (alpha / c) * neg
   else:  # label_smoothing
-    uniform = jnp.sum(jnp.where(valid, logp, 0.0), axis=-1) / jnp.sum(valid, axis=-1)
-    loss = -(1.0 - alpha) * logp_pos - alpha * uniform
+    loss = -(1.0 - alpha) * logp_pos - alpha * _unmasked_mean(logp, logits)
   correct = jnp.argmax(logits, axis=-1) == jnp.arange(b)
   return loss, correct
 
